@@ -1,0 +1,1 @@
+//! warden-runtime: the OCI container core shared by `warden-runc` and `wardend`.

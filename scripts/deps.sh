@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building, running and testing warden need.
+# One list, used by the quick start and by CI.
+set -euo pipefail
+packages=(
+    busybox-static   # the default rootfs
+    runc crun        # the runtimes we compare against (tests, bench)
+    tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
+    iproute2 libseccomp-dev
+    python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors
+    hyperfine jq procps
+)
+if [ "${WARDEN_SKIP_APT:-}" = 1 ]; then exit 0; fi
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
