@@ -1,1 +1,12 @@
 //! warden-runtime: the OCI container core shared by `warden-runc` and `wardend`.
+
+pub mod error;
+pub mod hooks;
+pub mod namespaces;
+pub mod proc;
+pub mod process;
+pub mod spec;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use state::Status;

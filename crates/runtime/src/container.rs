@@ -1,0 +1,487 @@
+//! The container lifecycle: create, start, kill, delete, pause, resume, and what `state`,
+//! `list` and `ps` report. Each operation is a short function over `State`; the status rules
+//! live on `Status`.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{self, OFlag};
+use nix::sys::signal::{self, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType,
+    LinuxResources, Spec,
+};
+
+use crate::cgroups::{self, Manager};
+use crate::error::{Error, IoContext, Result, SysContext};
+use crate::hooks::{self, Kind};
+use crate::namespaces::{self, Plan};
+use crate::process::{self, channel, init::InitArgs};
+use crate::spec::Bundle;
+use crate::state::{self, State, Status};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The state root, e.g. /run/warden-runc.
+    pub root: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// Extra fds (3, 4, ...) the container inherits.
+    pub preserve_fds: i32,
+}
+
+/// A created container: its state, and the init's pid (our child until we exit).
+pub struct Created {
+    pub state: State,
+    pub init: Pid,
+}
+
+/// Everything a failed create must take back, in reverse order of acquisition.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<Box<dyn Manager>>,
+    child: Option<Pid>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.take() {
+            let _ = signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("undo create: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("undo create: remove {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// Creates a container and leaves its init waiting for `start`. On any failure everything
+/// already made (state dir, fifo, cgroup, process) is taken back before returning.
+///
+/// Must be called from a single-threaded process (see `process`).
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    state::validate_id(&opts.id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let plan = Plan::from_spec(spec)?;
+    if !plan.has(LinuxNamespaceType::Mount) {
+        return Err(Error::Config(
+            "a mount namespace is required to set up the root filesystem".into(),
+        ));
+    }
+
+    state::ensure_root(&opts.root)?;
+    let dir = State::dir(&opts.root, &opts.id);
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Exists(opts.id.clone()))
+        }
+        Err(e) => return Err(Error::io("mkdir", dir, e)),
+    }
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        child: None,
+    };
+
+    let fifo_path = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .sys(format!("mkfifo {}", fifo_path.display()))?;
+    let fifo: OwnedFd = fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .sys(format!("open {}", fifo_path.display()))?;
+
+    let linux = spec.linux().as_ref();
+    let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref());
+    let cg = cgroups::new_manager(
+        cgroups_path.map(|p| p.to_string_lossy()).as_deref(),
+        &opts.id,
+    )?;
+    cg.create()?;
+    let cgroup_paths = cg.paths();
+    undo.cgroup = Some(cg);
+    let cg = undo.cgroup.as_ref().expect("just set");
+    cg.apply(&resources_with_default_devices(spec))?;
+
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let mut st = State {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::rfc3339_now(),
+        owner: owner_name(),
+        annotations: annotations.into_iter().collect(),
+        cgroup_paths: cgroup_paths.clone(),
+        hooks: spec.hooks().clone(),
+        namespaces: plan
+            .types
+            .iter()
+            .map(|t| namespaces::proc_name(*t).to_string())
+            .collect(),
+        config_path: bundle.config_path.clone(),
+    };
+
+    let (parent_ch, child_ch) = channel::pair()?;
+    plan.enter_pid_namespace()?;
+    // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
+    // the child ends in exec or _exit inside `process::init::run`.
+    let pid = unsafe { process::clone_fork(plan.clone_flags)? };
+    if pid.as_raw() == 0 {
+        drop(parent_ch);
+        process::init::run(InitArgs {
+            id: &opts.id,
+            spec,
+            rootfs: &bundle.rootfs,
+            bundle: &bundle.dir,
+            plan: &plan,
+            channel: child_ch,
+            fifo_fd: fifo.as_raw_fd(),
+            no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
+            preserve_fds: opts.preserve_fds,
+            cgroup_paths: &cgroup_paths,
+            hook_state: st.oci(Status::Creating),
+        });
+    }
+    drop(child_ch);
+    drop(fifo);
+    undo.child = Some(pid);
+    st.pid = pid.as_raw();
+
+    if plan.new_user {
+        process::write_id_maps(pid, spec)?;
+    }
+    cg.add_task(pid.as_raw())?;
+    parent_ch.send(&channel::Message::Continue { pid: pid.as_raw() })?;
+
+    loop {
+        match parent_ch.recv() {
+            Ok(channel::Message::CreateRuntimeHooks) => {
+                let s = st.oci(Status::Creating);
+                hooks::run(spec.hooks().as_ref(), Kind::Prestart, &s)?;
+                hooks::run(spec.hooks().as_ref(), Kind::CreateRuntime, &s)?;
+                parent_ch.send(&channel::Message::HooksDone)?;
+            }
+            Ok(channel::Message::Ready) => break,
+            Ok(channel::Message::Error(e)) => return Err(Error::Init(e)),
+            Ok(other) => return Err(Error::Sync(format!("unexpected message {other:?}"))),
+            Err(_) => {
+                return Err(Error::Init(
+                    "container init exited before it was ready".into(),
+                ))
+            }
+        }
+    }
+
+    st.start_time = crate::proc::stat(pid.as_raw())
+        .map(|s| s.start_time)
+        .ok_or_else(|| Error::Init("container init exited before it was ready".into()))?;
+    st.save(&opts.root)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, pid.as_raw())?;
+    }
+    undo.disarm();
+    Ok(Created {
+        state: st,
+        init: pid,
+    })
+}
+
+/// The device rules the cgroup gets: the config's, then the devices every container needs
+/// (runc's default allow list), then the devices the config creates.
+fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
+    let linux = spec.linux().as_ref();
+    let mut res = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut rules: Vec<LinuxDeviceCgroup> = res.devices().clone().unwrap_or_default();
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .access(access.to_string());
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().expect("device rule builds")
+    };
+    use LinuxDeviceType::{B, C};
+    rules.extend([
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"), // null
+        rule(C, Some(1), Some(5), "rwm"), // zero
+        rule(C, Some(1), Some(7), "rwm"), // full
+        rule(C, Some(1), Some(8), "rwm"), // random
+        rule(C, Some(1), Some(9), "rwm"), // urandom
+        rule(C, Some(5), Some(0), "rwm"), // tty
+        rule(C, Some(5), Some(1), "rwm"), // console
+        rule(C, Some(5), Some(2), "rwm"), // ptmx
+        rule(C, Some(136), None, "rwm"),  // pts/*
+    ]);
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    res.set_devices(Some(rules));
+    res
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).ctx("write", &tmp)?;
+    std::fs::rename(&tmp, path).ctx("rename", path)
+}
+
+/// A container some earlier command created.
+pub struct Container {
+    pub root: PathBuf,
+    pub state: State,
+}
+
+impl Container {
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        Ok(Container {
+            root: root.to_path_buf(),
+            state: State::load(root, id)?,
+        })
+    }
+
+    fn cgroup(&self) -> Result<Box<dyn Manager>> {
+        Ok(cgroups::from_paths(&self.state.cgroup_paths)?)
+    }
+
+    pub fn init_alive(&self) -> bool {
+        self.state.pid > 0 && crate::proc::is_alive(self.state.pid, self.state.start_time)
+    }
+
+    pub fn status(&self) -> Status {
+        if !self.init_alive() {
+            return Status::Stopped;
+        }
+        if self.state.exec_fifo(&self.root).exists() {
+            return Status::Created;
+        }
+        match self.cgroup().and_then(|cg| Ok(cg.is_frozen()?)) {
+            Ok(true) => Status::Paused,
+            _ => Status::Running,
+        }
+    }
+
+    /// The OCI state document.
+    pub fn oci_state(&self) -> serde_json::Value {
+        self.state.oci(self.status())
+    }
+
+    /// Lets the init exec the user's process: opens the exec fifo the init is blocked on and
+    /// reads its byte. Returns once the init has gone ahead (or fails if it died).
+    pub fn start(&self) -> Result<()> {
+        self.status().check_start()?;
+        let fifo = self.state.exec_fifo(&self.root);
+        let fd = fcntl::open(
+            &fifo,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .sys(format!("open {}", fifo.display()))?;
+        // Two `start`s racing: only the one that removes the fifo goes on.
+        std::fs::remove_file(&fifo).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::State("cannot start an already running container".into())
+            }
+            _ => Error::io("remove", &fifo, e),
+        })?;
+        let mut byte = [0u8; 1];
+        loop {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&fd),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+                Ok(_) => match nix::unistd::read(&fd, &mut byte) {
+                    Ok(1) => break,
+                    Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                    Err(e) => return Err(Error::sys("read exec fifo", e)),
+                },
+                Err(e) => return Err(Error::sys("poll exec fifo", e)),
+            }
+            if !self.init_alive() {
+                return Err(Error::Init(
+                    "container init exited before it could be started".into(),
+                ));
+            }
+        }
+        let running = self.state.oci(Status::Running);
+        if let Err(e) = hooks::run(self.state.hooks.as_ref(), Kind::Poststart, &running) {
+            // The runtime spec: a failing poststart hook is a warning; the container runs.
+            tracing::warn!("{e}");
+        }
+        Ok(())
+    }
+
+    /// Sends `sig` to the init, or with `all` to every process in the container's cgroup.
+    pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
+        let status = self.status();
+        status.check_kill()?;
+        if all {
+            let cg = self.cgroup()?;
+            for pid in cg.procs()? {
+                let _ = signal::kill(Pid::from_raw(pid), sig);
+            }
+            if status == Status::Paused && sig == Signal::SIGKILL {
+                // A frozen process cannot die; let it.
+                cg.thaw()?;
+            }
+            return Ok(());
+        }
+        signal::kill(Pid::from_raw(self.state.pid), sig)
+            .sys(format!("kill {} {sig}", self.state.pid))
+    }
+
+    /// Removes a stopped container (or, with `force`, kills a running one first): its
+    /// cgroup, its state, then the poststop hooks.
+    pub fn delete(self, force: bool) -> Result<()> {
+        let status = self.status();
+        status.check_delete(&self.state.id, force)?;
+        if status != Status::Stopped {
+            let cg = self.cgroup()?;
+            let _ = signal::kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
+            for pid in cg.procs().unwrap_or_default() {
+                let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if status == Status::Paused {
+                cg.thaw()?;
+            }
+            self.wait_init_gone(Duration::from_secs(10))?;
+        }
+        self.destroy()
+    }
+
+    fn wait_init_gone(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_micros(100);
+        while self.init_alive() {
+            if Instant::now() >= deadline {
+                return Err(Error::State(format!(
+                    "container init {} did not die within {limit:?}",
+                    self.state.pid
+                )));
+            }
+            // Reap it if it is our child (`run`); otherwise its parent or subreaper will.
+            let _ = waitpid(
+                Pid::from_raw(self.state.pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn destroy(self) -> Result<()> {
+        self.cgroup()?.destroy()?;
+        let dir = State::dir(&self.root, &self.state.id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", dir, e)),
+        }
+        let stopped = self.state.oci(Status::Stopped);
+        if let Err(e) = hooks::run(self.state.hooks.as_ref(), Kind::Poststop, &stopped) {
+            tracing::warn!("{e}");
+        }
+        Ok(())
+    }
+
+    pub fn pause(&self) -> Result<()> {
+        self.status().check_pause()?;
+        Ok(self.cgroup()?.freeze()?)
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        self.status().check_resume()?;
+        Ok(self.cgroup()?.thaw()?)
+    }
+
+    /// The pids in the container's cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        Ok(self.cgroup()?.procs()?)
+    }
+}
+
+/// Every container under `root`, sorted by id. Entries whose state cannot be read are
+/// skipped with a warning (runc does the same).
+pub fn list(root: &Path) -> Result<Vec<Container>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io("read", root, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !entry.path().is_dir() {
+            continue;
+        }
+        match Container::load(root, &id) {
+            Ok(c) => out.push(c),
+            Err(e) => tracing::warn!("skipping {id}: {e}"),
+        }
+    }
+    out.sort_by(|a, b| a.state.id.cmp(&b.state.id));
+    Ok(out)
+}
+
+/// Cgroup paths as the state keeps them, for callers that only need to display them.
+pub fn cgroup_paths(c: &Container) -> &BTreeMap<String, PathBuf> {
+    &c.state.cgroup_paths
+}

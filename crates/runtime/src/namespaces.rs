@@ -1,0 +1,148 @@
+//! Which namespaces a container gets: new ones become clone flags; ones given by path are
+//! opened by the parent (so a bad path fails the create before anything is started) and
+//! joined by the init with setns, the user namespace first so the others are joined with its
+//! privileges.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result, SysContext};
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME (0x80) is not in nix's set; it cannot be passed to clone(2) anyway
+        // (only unshare), see `Plan::unshare_time`.
+        LinuxNamespaceType::Time => CloneFlags::empty(),
+    }
+}
+
+/// The /proc/<pid>/ns/ file name of a namespace type.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// A namespace to join, opened.
+pub struct Join {
+    pub typ: LinuxNamespaceType,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// The namespace part of a create.
+pub struct Plan {
+    /// Flags for clone(2): the new namespaces.
+    pub clone_flags: CloneFlags,
+    /// Namespaces the init joins, user first.
+    pub joins: Vec<Join>,
+    /// A pid namespace to join: the parent enters it before clone so the init is born there.
+    pub pid_join: Option<Join>,
+    pub new_user: bool,
+    /// Every namespace type the container has, new or joined.
+    pub types: Vec<LinuxNamespaceType>,
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Result<Plan> {
+        let mut plan = Plan {
+            clone_flags: CloneFlags::empty(),
+            joins: Vec::new(),
+            pid_join: None,
+            new_user: false,
+            types: Vec::new(),
+        };
+        let namespaces: Vec<LinuxNamespace> = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for ns in &namespaces {
+            let typ = ns.typ();
+            plan.types.push(typ);
+            if typ == LinuxNamespaceType::Time {
+                return Err(Error::Config(
+                    "time namespaces are not supported by this runtime".into(),
+                ));
+            }
+            match ns.path() {
+                None => {
+                    plan.clone_flags |= clone_flag(typ);
+                    plan.new_user |= typ == LinuxNamespaceType::User;
+                }
+                Some(path) => {
+                    let file = File::open(path).map_err(|e| {
+                        Error::Config(format!(
+                            "cannot open {} namespace {}: {e}",
+                            proc_name(typ),
+                            path.display()
+                        ))
+                    })?;
+                    let join = Join {
+                        typ,
+                        path: path.clone(),
+                        fd: file.into(),
+                    };
+                    if typ == LinuxNamespaceType::Pid {
+                        plan.pid_join = Some(join);
+                    } else if typ == LinuxNamespaceType::User {
+                        plan.joins.insert(0, join);
+                    } else {
+                        plan.joins.push(join);
+                    }
+                }
+            }
+        }
+        let joins_user = plan.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+        if joins_user && !plan.clone_flags.is_empty() {
+            // clone(2) would make the new namespaces before the init joins the user namespace,
+            // so they would belong to the wrong owner. runc handles this with a second fork;
+            // refuse it clearly rather than get the ownership wrong.
+            return Err(Error::Config(
+                "joining an existing user namespace while creating other namespaces is not supported"
+                    .into(),
+            ));
+        }
+        Ok(plan)
+    }
+
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.types.contains(&t)
+    }
+
+    /// Init side: join every namespace given by path.
+    pub fn join_all(&self) -> Result<()> {
+        for j in &self.joins {
+            nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
+                .sys(format!("setns {}", j.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Parent side: enter the pid namespace the init must be born in.
+    pub fn enter_pid_namespace(&self) -> Result<()> {
+        if let Some(j) = &self.pid_join {
+            nix::sched::setns(j.fd.as_fd(), CloneFlags::CLONE_NEWPID)
+                .sys(format!("setns {}", j.path.display()))?;
+        }
+        Ok(())
+    }
+}

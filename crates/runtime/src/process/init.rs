@@ -1,0 +1,291 @@
+//! The container's init, from clone to exec: one readable function in the order the OCI
+//! runtime spec and runc agree on. Any error is sent to the parent as a message (it names
+//! what failed) before the init exits; the parent then undoes the create.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::channel::{Channel, Message};
+use crate::error::{Error, Result, SysContext};
+use crate::hooks::{self, Kind};
+use crate::namespaces::Plan;
+
+/// What the init needs; it lives in the parent's memory, which the clone copied.
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub plan: &'a Plan,
+    pub channel: Channel,
+    /// An O_PATH fd of the exec fifo; reopened for writing through /proc/self/fd.
+    pub fifo_fd: RawFd,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    /// The container's cgroup dirs per controller, for a `cgroup` mount.
+    pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+    /// The OCI state document for hooks, without the pid (which the parent sends).
+    pub hook_state: serde_json::Value,
+}
+
+/// Runs the init; never returns.
+pub fn run(args: InitArgs) -> ! {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(&args)));
+    let msg = match result {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "container init panicked".to_string(),
+    };
+    let _ = args.channel.send(&Message::Error(msg));
+    // SAFETY: _exit is always safe; it skips the parent's atexit handlers and buffers.
+    unsafe { libc::_exit(1) }
+}
+
+fn init(a: &InitArgs) -> Result<Infallible> {
+    let Message::Continue { pid } = a.channel.expect("Continue")? else {
+        unreachable!("expect returns the message asked for")
+    };
+    let mut state = a.hook_state.clone();
+    state["pid"] = pid.into();
+
+    a.plan.join_all()?;
+    if a.plan.new_user {
+        // The parent has written our id maps: become the namespace's root.
+        unistd::setresgid(0.into(), 0.into(), 0.into()).sys("setresgid(0)")?;
+        unistd::setresuid(0.into(), 0.into(), 0.into()).sys("setresuid(0)")?;
+    }
+    let in_user_ns = a.plan.has(LinuxNamespaceType::User);
+
+    let opts = crate::rootfs::RootfsOptions {
+        rootfs: a.rootfs.to_path_buf(),
+        bundle: a.bundle.to_path_buf(),
+        no_pivot: a.no_pivot,
+        in_user_ns,
+        new_net_ns: a.plan.clone_flags.contains(CloneFlags::CLONE_NEWNET),
+        cgroup_paths: a.cgroup_paths.clone(),
+    };
+    crate::rootfs::prepare(a.spec, &opts)?;
+
+    let spec_hooks = a.spec.hooks().as_ref();
+    if hooks::any(spec_hooks, &[Kind::Prestart, Kind::CreateRuntime]) {
+        a.channel.send(&Message::CreateRuntimeHooks)?;
+        a.channel.expect("HooksDone")?;
+    }
+    state["status"] = "creating".into();
+    hooks::run(spec_hooks, Kind::CreateContainer, &state)?;
+
+    crate::rootfs::pivot(&opts)?;
+    crate::rootfs::finalize(a.spec, &opts)?;
+
+    if let Some(h) = a.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        unistd::sethostname(h).sys(format!("sethostname {h:?}"))?;
+    }
+    if let Some(d) = a.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        set_domainname(d)?;
+    }
+    if !a.no_new_keyring {
+        join_session_keyring(a.id)?;
+    }
+
+    let process = a
+        .spec
+        .process()
+        .as_ref()
+        .expect("validated: process is set");
+    if let Some(adj) = process.oom_score_adj() {
+        crate::security::set_oom_score_adj(adj)?;
+    }
+    crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // Our own session, as runc's init: the container must not share the caller's.
+    unistd::setsid().sys("setsid")?;
+
+    let cwd = process.cwd();
+    std::fs::create_dir_all(cwd).map_err(|e| Error::io("mkdir cwd", cwd, e))?;
+    unistd::chdir(cwd).sys(format!("chdir {}", cwd.display()))?;
+
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args = process.args().as_deref().expect("validated: args are set");
+    let exe = find_executable(&args[0], &env)?;
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+
+    let caps = process.capabilities().as_ref();
+    crate::security::caps::drop_bounding(caps)?;
+    crate::security::user::set_keep_caps(true)?;
+    crate::security::user::apply(process.user(), in_user_ns)?;
+    crate::security::user::set_keep_caps(false)?;
+    crate::security::caps::apply(caps)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        crate::security::set_no_new_privs()?;
+    }
+
+    close_fds_on_exec(3 + a.preserve_fds)?;
+    // Rust's runtime ignores SIGPIPE, and ignored signals survive exec: give the container
+    // the defaults it expects, with nothing blocked.
+    // SAFETY: setting SIG_DFL installs no handler code.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.sys("signal(SIGPIPE)")?;
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .sys("sigprocmask")?;
+
+    a.channel.send(&Message::Ready)?;
+    wait_for_start(a.fifo_fd)?;
+
+    state["status"] = "created".into();
+    hooks::run(spec_hooks, Kind::StartContainer, &state)?;
+
+    let argv: Vec<CString> = args.iter().map(|s| cstring(s)).collect::<Result<_>>()?;
+    let envp: Vec<CString> = env.iter().map(|s| cstring(s)).collect::<Result<_>>()?;
+    let exe_c = CString::new(exe.as_os_str().as_bytes()).expect("path has no NUL");
+    let err = unistd::execve(&exe_c, &argv, &envp).unwrap_err();
+    Err(Error::sys(format!("exec {}", exe.display()), err))
+}
+
+/// Blocks until `start` opens the fifo's read end, then tells it we are going ahead.
+fn wait_for_start(fifo_fd: RawFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{fifo_fd}");
+    let fd = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .sys(format!("open exec fifo {path}"))?;
+    unistd::write(&fd, b"0").sys("write exec fifo")?;
+    drop(fd);
+    unistd::close(fifo_fd).sys("close exec fifo")?;
+    Ok(())
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Config(format!("{s:?} contains a NUL byte")))
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Resolves args[0] as execvp would, but with the container's PATH (runc does the same, and
+/// so reports a missing program at create, not after start).
+pub fn find_executable(name: &str, env: &[String]) -> Result<PathBuf> {
+    let is_exec = |p: &Path| {
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+            && std::fs::metadata(p).is_ok_and(|m| m.is_file())
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if is_exec(&p) {
+            Ok(p)
+        } else {
+            Err(Error::Init(format!(
+                "exec: {name:?}: stat {name}: no such file or directory, or not executable"
+            )))
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        if is_exec(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::Init(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
+}
+
+/// The home directory of `uid` from the container's /etc/passwd, else "/".
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe a valid byte slice.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if r != 0 {
+        return Err(Error::sys(
+            format!("setdomainname {name:?}"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// A new session keyring named after the container, so it does not see the host's keys.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = cstring(id)?;
+    // SAFETY: keyctl reads the NUL-terminated name only.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let errno = nix::errno::Errno::last();
+        // Kernels without keyrings, and seccomp'd hosts, are fine: runc ignores these too.
+        if !matches!(errno, nix::errno::Errno::ENOSYS | nix::errno::Errno::EACCES) {
+            return Err(Error::sys("keyctl(JOIN_SESSION_KEYRING)", errno));
+        }
+    }
+    Ok(())
+}
+
+/// Marks every fd from `first` up close-on-exec, so the container inherits only its stdio
+/// and the fds it was asked to keep.
+fn close_fds_on_exec(first: i32) -> Result<()> {
+    let dir =
+        std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("read", "/proc/self/fd", e))?;
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // The fd of the directory listing itself is gone by now: ignore EBADF.
+        let _ = nix::fcntl::fcntl(
+            // SAFETY: we only change the flags of an fd number, never take ownership.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_on_the_container_path() {
+        let env = vec!["PATH=/nonexistent:/bin".to_string()];
+        assert_eq!(
+            find_executable("sh", &env).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        let e = find_executable("no-such-program", &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "exec: \"no-such-program\": executable file not found in $PATH"
+        );
+        assert!(find_executable("/bin/sh", &[]).is_ok());
+        assert!(find_executable("/etc/passwd", &[]).is_err());
+    }
+}
