@@ -3,7 +3,7 @@
 //! live on `Status`.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,12 +37,20 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Extra fds (3, 4, ...) the container inherits.
     pub preserve_fds: i32,
+    /// Where the master of the container's terminal goes (when `process.terminal`); without
+    /// it, the caller gets the master in `Created::console`.
+    pub console_socket: Option<PathBuf>,
+    /// The caller will not stay attached (`create`, `run -d`): a terminal then needs a
+    /// console socket.
+    pub detach: bool,
 }
 
 /// A created container: its state, and the init's pid (our child until we exit).
 pub struct Created {
     pub state: State,
     pub init: Pid,
+    /// The terminal's master, when the container has one and no console socket took it.
+    pub console: Option<OwnedFd>,
 }
 
 /// Everything a failed create must take back, in reverse order of acquisition.
@@ -88,6 +96,21 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
     let plan = Plan::from_spec(spec)?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(Error::Config(
+            "cannot allocate tty if runc will detach without setting console socket".into(),
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(Error::Config(
+            "cannot use console socket if runc will not detach or allocate tty".into(),
+        ));
+    }
     if !plan.has(LinuxNamespaceType::Mount) {
         return Err(Error::Config(
             "a mount namespace is required to set up the root filesystem".into(),
@@ -180,8 +203,18 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     cg.add_task(pid.as_raw())?;
     parent_ch.send(&channel::Message::Continue { pid: pid.as_raw() })?;
 
+    let mut console = None;
     loop {
         match parent_ch.recv() {
+            Ok(channel::Message::Console) => {
+                let master = parent_ch
+                    .take_fd()
+                    .ok_or_else(|| Error::Sync("Console message without an fd".into()))?;
+                match &opts.console_socket {
+                    Some(path) => crate::console::send_to_socket(path, master.as_fd())?,
+                    None => console = Some(master),
+                }
+            }
             Ok(channel::Message::CreateRuntimeHooks) => {
                 let s = st.oci(Status::Creating);
                 hooks::run(spec.hooks().as_ref(), Kind::Prestart, &s)?;

@@ -32,6 +32,8 @@ pub enum Message {
     CreateRuntimeHooks,
     /// Parent → init.
     HooksDone,
+    /// Init → parent: the master of the container's terminal travels with this message.
+    Console,
     /// Init → parent: everything is set up; the init now waits on the exec fifo.
     Ready,
     /// Either way: what failed.
@@ -44,6 +46,7 @@ impl Message {
             Message::Continue { .. } => "Continue",
             Message::CreateRuntimeHooks => "CreateRuntimeHooks",
             Message::HooksDone => "HooksDone",
+            Message::Console => "Console",
             Message::Ready => "Ready",
             Message::Error(_) => "Error",
         }
@@ -52,6 +55,8 @@ impl Message {
 
 pub struct Channel {
     fd: OwnedFd,
+    /// An fd that arrived with the last message (SCM_RIGHTS), until taken.
+    received_fd: std::cell::Cell<Option<OwnedFd>>,
 }
 
 /// A connected pair: (parent end, init end). Both are close-on-exec.
@@ -63,7 +68,11 @@ pub fn pair() -> Result<(Channel, Channel)> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| Error::sys("socketpair", e))?;
-    Ok((Channel { fd: a }, Channel { fd: b }))
+    let new = |fd| Channel {
+        fd,
+        received_fd: std::cell::Cell::new(None),
+    };
+    Ok((new(a), new(b)))
 }
 
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -76,19 +85,55 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends a message with an fd attached.
+    pub fn send_with_fd(&self, msg: &Message, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        let data = serde_json::to_vec(msg).expect("message serializes");
+        crate::console::send_fd(self.fd.as_raw_fd(), fd, &data)
+    }
+
+    /// The fd that came with the last message received, if any.
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.received_fd.take()
+    }
+
     /// The next message, or an error if the peer closed the channel.
     pub fn recv(&self) -> Result<Message> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Err(Error::Sync("channel closed".into())),
-                Ok(n) => {
-                    return serde_json::from_slice(&buf[..n])
-                        .map_err(|e| Error::Sync(format!("bad message: {e}")))
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let (n, fds) = match socket::recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let fds: Vec<RawFd> = msg
+                        .cmsgs()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| match c {
+                            socket::ControlMessageOwned::ScmRights(fds) => Some(fds),
+                            _ => None,
+                        })
+                        .flatten()
+                        .collect();
+                    (msg.bytes, fds)
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::Sync(format!("recv: {e}"))),
+            };
+            for fd in fds {
+                // SAFETY: the kernel just gave us this fd; nobody else owns it.
+                self.received_fd
+                    .set(Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }));
             }
+            if n == 0 {
+                return Err(Error::Sync("channel closed".into()));
+            }
+            return serde_json::from_slice(&buf[..n])
+                .map_err(|e| Error::Sync(format!("bad message: {e}")));
         }
     }
 
@@ -132,6 +177,13 @@ mod tests {
             a.expect("Ready").unwrap_err().to_string(),
             "mount /proc: EPERM"
         );
+        let null = std::fs::File::open("/dev/null").unwrap();
+        b.send_with_fd(&Message::Console, std::os::fd::AsFd::as_fd(&null))
+            .unwrap();
+        assert_eq!(a.expect("Console").unwrap(), Message::Console);
+        let fd = a.take_fd().expect("fd came along");
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(target, std::path::PathBuf::from("/dev/null"));
         drop(b);
         assert!(a.recv().unwrap_err().to_string().contains("channel closed"));
     }

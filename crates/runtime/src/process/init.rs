@@ -108,6 +108,16 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     // Our own session, as runc's init: the container must not share the caller's.
     unistd::setsid().sys("setsid")?;
+    if process.terminal().unwrap_or(false) {
+        let size = process.console_size().map(|b| crate::console::Size {
+            rows: b.height() as u16,
+            cols: b.width() as u16,
+        });
+        let user = process.user();
+        let master = crate::console::setup_in_init(size, user.uid(), user.gid())?;
+        a.channel
+            .send_with_fd(&Message::Console, std::os::fd::AsFd::as_fd(&master))?;
+    }
 
     let cwd = process.cwd();
     std::fs::create_dir_all(cwd).map_err(|e| Error::io("mkdir cwd", cwd, e))?;
