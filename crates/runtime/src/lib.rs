@@ -1,5 +1,6 @@
 //! warden-runtime: the OCI container core shared by `warden-runc` and `wardend`.
 
+pub mod cgroups;
 pub mod console;
 pub mod error;
 pub mod hooks;

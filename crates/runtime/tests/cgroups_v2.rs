@@ -1,0 +1,245 @@
+//! The cgroup v2 driver on the real kernel, in a directory of the host's cgroup2 hierarchy
+//! that the test makes and treats as the hierarchy's root (on a hybrid host that is
+//! /sys/fs/cgroup/unified/warden-test-<pid>-<n>), so nothing outside it is written: not even
+//! the real root's cgroup.subtree_control. Needs root and a cgroup2 mount; skips otherwise.
+//!
+//! On a hybrid host the controllers are bound to v1, so only what needs no controller is
+//! tested here (create, join, cgroup.procs, freeze via cgroup.freeze, cgroup.kill, cpu.stat,
+//! remove); the limit writes are tested against a tempdir in the unit tests.
+
+// In a module so that `cargo test cgroups` picks these tests by name.
+mod cgroups_v2 {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use oci_spec::runtime::{LinuxPidsBuilder, LinuxResourcesBuilder};
+    use warden_runtime::cgroups::{self, CgroupVersion, Error, FreezerState, Hierarchies, Manager};
+
+    static N: AtomicUsize = AtomicUsize::new(0);
+
+    /// A test-owned directory in the cgroup2 hierarchy, removed (after its helper processes are
+    /// killed) when dropped.
+    struct Root {
+        dir: PathBuf,
+        children: Vec<Child>,
+    }
+
+    impl Root {
+        fn new() -> Option<Root> {
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("skipped: needs root");
+                return None;
+            }
+            let h = Hierarchies::from_system().ok()?;
+            let Some(m) = h.unified_mount() else {
+                eprintln!("skipped: no cgroup2 mount");
+                return None;
+            };
+            let dir = m.mount_point.join(format!(
+                "warden-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir(&dir).expect("mkdir test root");
+            Some(Root {
+                dir,
+                children: vec![],
+            })
+        }
+
+        fn hierarchies(&self) -> Hierarchies {
+            Hierarchies::unified(&self.dir)
+        }
+
+        fn sleep(&mut self) -> i32 {
+            let c = Command::new("/bin/sleep")
+                .arg("1000")
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn sleep");
+            let pid = c.id() as i32;
+            self.children.push(c);
+            pid
+        }
+
+        fn take_child(&mut self, pid: i32) -> Child {
+            let i = self
+                .children
+                .iter()
+                .position(|c| c.id() as i32 == pid)
+                .unwrap();
+            self.children.remove(i)
+        }
+    }
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            for c in &mut self.children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            rm_tree(&self.dir);
+        }
+    }
+
+    fn rm_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm_tree(&e.path());
+                }
+            }
+        }
+        // Members left by a failed test would keep it busy.
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for p in procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for _ in 0..100 {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn events(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("cgroup.events")).unwrap()
+    }
+
+    #[test]
+    fn join_freeze_thaw_and_destroy_with_a_live_member() {
+        let Some(mut root) = Root::new() else { return };
+        let m = root.hierarchies().v2_manager(Some("/c"), "c").unwrap();
+        assert_eq!(m.version(), CgroupVersion::V2);
+        m.create().unwrap();
+        let dir = root.dir.join("c");
+        assert!(dir.join("cgroup.procs").exists());
+
+        let pid = root.sleep();
+        m.add_task(pid).unwrap();
+        assert_eq!(m.procs().unwrap(), vec![pid]);
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let rel = dir
+            .strip_prefix(
+                &Hierarchies::from_system()
+                    .unwrap()
+                    .unified_mount()
+                    .unwrap()
+                    .mount_point,
+            )
+            .unwrap()
+            .to_path_buf();
+        assert!(
+            own.lines().any(|l| l == format!("0::/{}", rel.display())),
+            "{own}"
+        );
+        assert!(events(&dir).contains("populated 1"));
+
+        m.freeze().unwrap();
+        assert!(events(&dir).contains("frozen 1"));
+        assert_eq!(m.freezer_state().unwrap(), FreezerState::Frozen);
+        m.thaw().unwrap();
+        assert!(events(&dir).contains("frozen 0"));
+        assert_eq!(m.freezer_state().unwrap(), FreezerState::Thawed);
+
+        // Stats read what there is (cpu.stat exists without the cpu controller); no memory
+        // limit reads as unlimited.
+        let s = m.stats().unwrap();
+        assert_eq!(s.memory.usage.limit, u64::MAX);
+
+        // Rebuilt from the saved paths: finds the real hierarchy root by itself.
+        let again = cgroups::from_paths(&m.paths()).unwrap();
+        assert_eq!(again.version(), CgroupVersion::V2);
+        again.freeze().unwrap();
+        again.destroy().unwrap();
+        assert!(!dir.exists());
+        assert!(root.dir.exists(), "the parent stays");
+        use std::os::unix::process::ExitStatusExt;
+        let st = root.take_child(pid).wait().unwrap();
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn nested_cgroups_are_removed_deepest_first() {
+        let Some(mut root) = Root::new() else { return };
+        let m = root.hierarchies().v2_manager(Some("/a/b"), "b").unwrap();
+        m.create().unwrap();
+        let leaf = root.dir.join("a/b");
+        // The container made cgroups of its own, with a member.
+        std::fs::create_dir_all(leaf.join("x/y")).unwrap();
+        let pid = root.sleep();
+        std::fs::write(leaf.join("x/y/cgroup.procs"), pid.to_string()).unwrap();
+        assert_eq!(m.procs().unwrap(), vec![pid]);
+        m.destroy().unwrap();
+        assert!(!leaf.exists());
+        assert!(root.dir.join("a").exists());
+        let _ = root.take_child(pid).wait();
+    }
+
+    #[test]
+    fn limits_of_controllers_not_enabled_are_refused_by_name() {
+        let Some(root) = Root::new() else { return };
+        let m = root.hierarchies().v2_manager(Some("/c"), "c").unwrap();
+        m.create().unwrap();
+        let avail = std::fs::read_to_string(root.dir.join("c/cgroup.controllers")).unwrap();
+        if avail.split_whitespace().any(|c| c == "pids") {
+            eprintln!("pids is enabled here; nothing to refuse");
+            m.destroy().unwrap();
+            return;
+        }
+        let r = LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(5i64).build().unwrap())
+            .build()
+            .unwrap();
+        let e = m.apply(&r).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        assert!(
+            e.to_string().contains("pids controller is not enabled"),
+            "{e}"
+        );
+        // Empty resources write nothing and succeed.
+        m.apply(&Default::default()).unwrap();
+        m.destroy().unwrap();
+    }
+
+    #[test]
+    fn cgroup_kill_takes_a_whole_subtree() {
+        let Some(mut root) = Root::new() else { return };
+        let m = root.hierarchies().v2_manager(Some("/c"), "c").unwrap();
+        m.create().unwrap();
+        // A shell with a child of its own, both in the cgroup.
+        let mut c = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("read x; sleep 1000 & echo started; wait")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = c.id() as i32;
+        let mut stdin = c.stdin.take().unwrap();
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        root.children.push(c);
+        m.add_task(pid).unwrap();
+        use std::io::Write;
+        stdin.write_all(b"go\n").unwrap();
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        assert_eq!(l.trim(), "started");
+        assert_eq!(m.procs().unwrap().len(), 2);
+        m.destroy().unwrap();
+        assert!(!root.dir.join("c").exists());
+        let _ = root.take_child(pid).wait();
+    }
+}
