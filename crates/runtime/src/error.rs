@@ -49,7 +49,9 @@ pub enum Error {
         path: PathBuf,
         msg: String,
     },
-    // LINK: Cgroups, Rootfs, Security variants come with their modules.
+    #[error(transparent)]
+    Cgroups(#[from] crate::cgroups::Error),
+    // LINK: Rootfs and Security variants come with their modules.
 }
 
 impl Error {
