@@ -9,6 +9,7 @@ packages=(
     iproute2 libseccomp-dev
     python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors
     hyperfine jq procps
+    time         # /usr/bin/time: peak RSS in bench/lifecycle.sh
 )
 if [ "${WARDEN_SKIP_APT:-}" = 1 ]; then exit 0; fi
 missing=()

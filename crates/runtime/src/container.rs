@@ -45,6 +45,17 @@ pub struct CreateOptions {
     pub detach: bool,
 }
 
+/// What `exec` runs and how.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub process: oci_spec::runtime::Process,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
 /// A created container: its state, and the init's pid (our child until we exit).
 pub struct Created {
     pub state: State,
@@ -135,6 +146,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let fifo_path = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
         .sys(format!("mkfifo {}", fifo_path.display()))?;
+    // mkfifo honours our umask: the init, possibly no longer root, must be able to open it.
+    std::fs::set_permissions(
+        &fifo_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o622),
+    )
+    .ctx("chmod", &fifo_path)?;
     let fifo: OwnedFd = fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .sys(format!("open {}", fifo_path.display()))?;
 
@@ -174,7 +191,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     plan.enter_pid_namespace()?;
     // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
     // the child ends in exec or _exit inside `process::init::run`.
-    let pid = unsafe { process::clone_fork(plan.clone_flags)? };
+    // A new cgroup namespace is made by the init itself once it is in its cgroup (see
+    // `Plan::clone_flags_for_init`), so that the namespace is rooted there.
+    let pid = unsafe { process::clone_fork(plan.clone_flags_for_init())? };
     if pid.as_raw() == 0 {
         drop(parent_ch);
         process::init::run(InitArgs {
@@ -243,6 +262,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     Ok(Created {
         state: st,
         init: pid,
+        console,
     })
 }
 
@@ -370,7 +390,10 @@ impl Container {
             }
             _ => Error::io("remove", &fifo, e),
         })?;
+        // The init writes one byte when it goes ahead, then keeps the fifo open until it
+        // execs the process (close-on-exec): EOF after the byte means the process runs.
         let mut byte = [0u8; 1];
+        let mut went_ahead = false;
         loop {
             let mut fds = [nix::poll::PollFd::new(
                 std::os::fd::AsFd::as_fd(&fd),
@@ -379,13 +402,19 @@ impl Container {
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => {}
                 Ok(_) => match nix::unistd::read(&fd, &mut byte) {
-                    Ok(1) => break,
+                    Ok(1) => went_ahead = true,
+                    Ok(0) if went_ahead => break,
                     Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                     Err(e) => return Err(Error::sys("read exec fifo", e)),
                 },
                 Err(e) => return Err(Error::sys("poll exec fifo", e)),
             }
-            if !self.init_alive() {
+            // A process that went ahead may have run and exited already: only an init that
+            // died before writing its byte failed to start.
+            if !went_ahead && !self.init_alive() {
+                if let Ok(1) = nix::unistd::read(&fd, &mut byte) {
+                    break;
+                }
                 return Err(Error::Init(
                     "container init exited before it could be started".into(),
                 ));
@@ -481,6 +510,57 @@ impl Container {
     pub fn resume(&self) -> Result<()> {
         self.status().check_resume()?;
         Ok(self.cgroup()?.thaw()?)
+    }
+
+    /// Runs another process in the container (runc's `exec`). The process is our child;
+    /// its terminal master goes to the console socket or is returned.
+    pub fn exec(&self, opts: &ExecOptions) -> Result<process::exec::Spawned> {
+        match self.status() {
+            Status::Stopped => {
+                return Err(Error::State("cannot exec in a stopped container".into()))
+            }
+            Status::Paused if !opts.ignore_paused => {
+                return Err(Error::State("cannot exec in a paused container".into()))
+            }
+            _ => {}
+        }
+        let terminal = opts.process.terminal().unwrap_or(false);
+        if terminal && opts.detach && opts.console_socket.is_none() {
+            return Err(Error::Config(
+                "cannot allocate tty if runc will detach without setting console socket".into(),
+            ));
+        }
+        if !terminal && opts.console_socket.is_some() {
+            return Err(Error::Config(
+                "cannot use console socket if runc will not detach or allocate tty".into(),
+            ));
+        }
+        let cg = self.cgroup()?;
+        let mut spawned = process::exec::spawn(&process::exec::ExecArgs {
+            init_pid: self.state.pid,
+            namespaces: &self.state.namespaces,
+            cgroup: cg.as_ref(),
+            process: &opts.process,
+            preserve_fds: opts.preserve_fds,
+        })?;
+        if let (Some(path), Some(master)) = (&opts.console_socket, &spawned.console) {
+            crate::console::send_to_socket(path, master.as_fd())?;
+            spawned.console = None;
+        }
+        if let Some(pid_file) = &opts.pid_file {
+            write_pid_file(pid_file, spawned.pid.as_raw())?;
+        }
+        Ok(spawned)
+    }
+
+    /// The process of the container's config.json, the base `exec` starts from.
+    pub fn config_process(&self) -> Result<oci_spec::runtime::Process> {
+        let data = std::fs::read(&self.state.config_path).ctx("read", &self.state.config_path)?;
+        let spec = crate::spec::parse(&data).map_err(|msg| Error::Spec {
+            path: self.state.config_path.clone(),
+            msg,
+        })?;
+        Ok(spec.process().clone().unwrap_or_default())
     }
 
     /// The pids in the container's cgroup.

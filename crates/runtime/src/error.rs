@@ -51,7 +51,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Cgroups(#[from] crate::cgroups::Error),
-    // LINK: Rootfs and Security variants come with their modules.
 }
 
 impl Error {

@@ -137,6 +137,21 @@ impl Plan {
         Ok(())
     }
 
+    /// The flags the init is cloned with: all new namespaces but the cgroup one, which the
+    /// init unshares after the parent has put it into its cgroup (a cgroup namespace is
+    /// rooted at the cgroup its creator is in at that moment).
+    pub fn clone_flags_for_init(&self) -> CloneFlags {
+        self.clone_flags - CloneFlags::CLONE_NEWCGROUP
+    }
+
+    /// Init side, once in its cgroup: the new cgroup namespace, if one is wanted.
+    pub fn unshare_cgroup(&self) -> Result<()> {
+        if self.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP) {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).sys("unshare(CLONE_NEWCGROUP)")?;
+        }
+        Ok(())
+    }
+
     /// Parent side: enter the pid namespace the init must be born in.
     pub fn enter_pid_namespace(&self) -> Result<()> {
         if let Some(j) = &self.pid_join {

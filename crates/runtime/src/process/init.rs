@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::channel::{Channel, Message};
 use crate::error::{Error, Result, SysContext};
@@ -59,6 +59,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     state["pid"] = pid.into();
 
     a.plan.join_all()?;
+    a.plan.unshare_cgroup()?;
     if a.plan.new_user {
         // The parent has written our id maps: become the namespace's root.
         unistd::setresgid(0.into(), 0.into(), 0.into()).sys("setresgid(0)")?;
@@ -109,27 +110,45 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     // Our own session, as runc's init: the container must not share the caller's.
     unistd::setsid().sys("setsid")?;
     if process.terminal().unwrap_or(false) {
-        let size = process.console_size().map(|b| crate::console::Size {
-            rows: b.height() as u16,
-            cols: b.width() as u16,
-        });
-        let user = process.user();
-        let master = crate::console::setup_in_init(size, user.uid(), user.gid())?;
-        a.channel
-            .send_with_fd(&Message::Console, std::os::fd::AsFd::as_fd(&master))?;
+        send_terminal(process, &a.channel)?;
     }
+    let (exe, env) = resolve_process(process)?;
+    drop_privileges(process, in_user_ns)?;
+    prepare_exec(3 + a.preserve_fds)?;
 
+    a.channel.send(&Message::Ready)?;
+    // Held open (close-on-exec) until the exec, so `start` sees EOF only once the
+    // startContainer hooks have run and the process is executed.
+    let _started = wait_for_start(a.fifo_fd)?;
+
+    state["status"] = "created".into();
+    hooks::run(spec_hooks, Kind::StartContainer, &state)?;
+
+    exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
+}
+
+/// Makes the cwd (creating it if missing, as runc does) the current dir, resolves the
+/// program on the container's PATH, and completes the environment (HOME).
+pub fn resolve_process(process: &Process) -> Result<(PathBuf, Vec<String>)> {
     let cwd = process.cwd();
     std::fs::create_dir_all(cwd).map_err(|e| Error::io("mkdir cwd", cwd, e))?;
     unistd::chdir(cwd).sys(format!("chdir {}", cwd.display()))?;
-
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    let args = process.args().as_deref().expect("validated: args are set");
-    let exe = find_executable(&args[0], &env)?;
+    let args = process.args().as_deref().unwrap_or_default();
+    let name = args
+        .first()
+        .ok_or_else(|| Error::Config("process.args must not be empty".into()))?;
+    let exe = find_executable(name, &env)?;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(process.user().uid())));
     }
+    Ok((exe, env))
+}
 
+/// Becomes the process's user with exactly its capabilities: the bounding set is cut
+/// first (that needs CAP_SETPCAP), the ids change with the capabilities kept, then the
+/// other sets are set, then no_new_privs.
+pub fn drop_privileges(process: &Process, in_user_ns: bool) -> Result<()> {
     let caps = process.capabilities().as_ref();
     crate::security::caps::drop_bounding(caps)?;
     crate::security::user::set_keep_caps(true)?;
@@ -139,21 +158,22 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     if process.no_new_privileges().unwrap_or(false) {
         crate::security::set_no_new_privs()?;
     }
+    Ok(())
+}
 
-    close_fds_on_exec(3 + a.preserve_fds)?;
-    // Rust's runtime ignores SIGPIPE, and ignored signals survive exec: give the container
-    // the defaults it expects, with nothing blocked.
+/// Gives the process the signal state it expects (Rust's runtime ignores SIGPIPE, and
+/// ignored signals survive exec; nothing blocked) and marks every fd from `first_closed`
+/// up close-on-exec.
+pub fn prepare_exec(first_closed: i32) -> Result<()> {
+    close_fds_on_exec(first_closed)?;
     // SAFETY: setting SIG_DFL installs no handler code.
     unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.sys("signal(SIGPIPE)")?;
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .sys("sigprocmask")?;
+    Ok(())
+}
 
-    a.channel.send(&Message::Ready)?;
-    wait_for_start(a.fifo_fd)?;
-
-    state["status"] = "created".into();
-    hooks::run(spec_hooks, Kind::StartContainer, &state)?;
-
+pub fn exec(exe: &Path, args: &[String], env: &[String]) -> Result<Infallible> {
     let argv: Vec<CString> = args.iter().map(|s| cstring(s)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|s| cstring(s)).collect::<Result<_>>()?;
     let exe_c = CString::new(exe.as_os_str().as_bytes()).expect("path has no NUL");
@@ -161,8 +181,20 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     Err(Error::sys(format!("exec {}", exe.display()), err))
 }
 
+/// Makes a pty our terminal and sends its master to the runtime.
+pub fn send_terminal(process: &Process, channel: &Channel) -> Result<()> {
+    let size = process.console_size().map(|b| crate::console::Size {
+        rows: b.height() as u16,
+        cols: b.width() as u16,
+    });
+    let user = process.user();
+    let master = crate::console::setup_in_init(size, user.uid(), user.gid())?;
+    channel.send_with_fd(&Message::Console, std::os::fd::AsFd::as_fd(&master))
+}
+
 /// Blocks until `start` opens the fifo's read end, then tells it we are going ahead.
-fn wait_for_start(fifo_fd: RawFd) -> Result<()> {
+/// Returns the write end, which the exec closes.
+fn wait_for_start(fifo_fd: RawFd) -> Result<std::os::fd::OwnedFd> {
     let path = format!("/proc/self/fd/{fifo_fd}");
     let fd = nix::fcntl::open(
         path.as_str(),
@@ -171,9 +203,8 @@ fn wait_for_start(fifo_fd: RawFd) -> Result<()> {
     )
     .sys(format!("open exec fifo {path}"))?;
     unistd::write(&fd, b"0").sys("write exec fifo")?;
-    drop(fd);
     unistd::close(fifo_fd).sys("close exec fifo")?;
-    Ok(())
+    Ok(fd)
 }
 
 fn cstring(s: &str) -> Result<CString> {

@@ -8,7 +8,8 @@
 //! running `warden-runc`, never by calling `create` from its tokio threads.
 
 pub mod channel;
-// LINK: pub mod init;
+pub mod exec;
+pub mod init;
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;

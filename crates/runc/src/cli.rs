@@ -1,0 +1,197 @@
+//! Argument structs only: what runc accepts, parsed. Behaviour lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::log;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warden-runc",
+    version,
+    about = "A runc-compatible OCI container runtime"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Root directory for the state of containers.
+    #[arg(long, global = true, default_value = "/run/warden-runc")]
+    pub root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: log::Format,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for runc compatibility: cgroups are always managed through cgroupfs, and
+    /// a `slice:prefix:name` cgroupsPath is mapped to a plain path.
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (auto-detected). Before the command only, as in
+    /// runc: `spec --rootless` is the spec command's own flag.
+    #[arg(long, value_name = "true|false|auto")]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true)]
+    pub criu: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Container id.
+    pub id: String,
+    /// Path to the bundle (default: the current directory).
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// A unix socket that receives the master end of the container's console.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Write the init's pid to this file.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Use chroot(2) (after moving the rootfs to /) instead of pivot_root(2).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not give the container a new session keyring.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass this many extra fds (from 3 on) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: i32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a default config.json to the bundle.
+    Spec {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        /// A spec for a rootless container (a user namespace mapping the caller to root).
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Create a container; its init waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create and start a container, wait for it and delete it.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container is started.
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Do not delete the container after it exits.
+        #[arg(long)]
+        keep: bool,
+        /// Do not make this process a child subreaper.
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+    },
+    /// Run a process in a running container.
+    Exec(ExecArgs),
+    /// Print a container's state as JSON.
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        /// Signal every process in the container.
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
+    /// Delete a stopped container.
+    Delete {
+        id: String,
+        /// Kill the container first if it is still running.
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
+    /// List containers.
+    List {
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: ListFormat,
+        /// Print only the ids.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        id: String,
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: ListFormat,
+        /// Options passed to ps(1).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print what this runtime supports, as JSON.
+    Features,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (default: the --process file's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A JSON file with the process to run (the `process` object of a config.json).
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables (KEY=VALUE).
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// Allocate a terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// uid[:gid] to run as.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    #[arg(long = "additional-gids", short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Extra capabilities (e.g. CAP_NET_ADMIN).
+    #[arg(long, short = 'c')]
+    pub cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: i32,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Return once the process has started.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Exec even if the container is paused.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Accepted for runc compatibility (SELinux is not supported).
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Accepted for runc compatibility (AppArmor is not supported).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+}

@@ -1,0 +1,455 @@
+//! One function per command, each a thin layer over warden-runtime.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use warden_runtime::{spec, state, Container, CreateOptions};
+
+use crate::cli::{Cli, Command, CreateArgs, ExecArgs, ListFormat};
+
+/// Runs the command; the result is the process's exit code.
+pub fn run(cli: &Cli) -> Result<i32> {
+    let root = cli.global.root.as_path();
+    match &cli.command {
+        Command::Spec { bundle, rootless } => spec_cmd(bundle, *rootless).map(|_| 0),
+        Command::Create(args) => create(root, args, true).map(|_| 0),
+        Command::Start { id } => Container::load(root, id)?
+            .start()
+            .map(|_| 0)
+            .map_err(Into::into),
+        Command::Run {
+            create: args,
+            detach,
+            keep,
+            no_subreaper,
+        } => run_cmd(root, args, *detach, *keep, *no_subreaper),
+        Command::Exec(args) => exec(root, args),
+        Command::State { id } => {
+            let c = Container::load(root, id)?;
+            println!("{}", serde_json::to_string_pretty(&describe(&c))?);
+            Ok(0)
+        }
+        Command::Kill { id, signal, all } => {
+            let sig = parse_signal(signal)?;
+            Container::load(root, id)?.kill(sig, *all)?;
+            Ok(0)
+        }
+        Command::Delete { id, force } => delete(root, id, *force).map(|_| 0),
+        Command::List { format, quiet } => list(root, *format, *quiet).map(|_| 0),
+        Command::Pause { id } => Container::load(root, id)?
+            .pause()
+            .map(|_| 0)
+            .map_err(Into::into),
+        Command::Resume { id } => Container::load(root, id)?
+            .resume()
+            .map(|_| 0)
+            .map_err(Into::into),
+        Command::Ps {
+            id,
+            format,
+            ps_args,
+        } => ps(root, id, *format, ps_args).map(|_| 0),
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&features())?);
+            Ok(0)
+        }
+    }
+}
+
+fn spec_cmd(bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join(spec::CONFIG_FILE);
+    if path.exists() {
+        bail!("File {} exists. Remove it first", path.display());
+    }
+    let ids = rootless.then(|| {
+        (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    });
+    let text = serde_json::to_string_pretty(&spec::default_spec(ids))?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))
+}
+
+fn create_options(root: &Path, args: &CreateArgs, detach: bool) -> Result<CreateOptions> {
+    Ok(CreateOptions {
+        id: args.id.clone(),
+        bundle: args.bundle.clone(),
+        root: root.to_path_buf(),
+        pid_file: args.pid_file.clone(),
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+        preserve_fds: args.preserve_fds,
+        console_socket: args.console_socket.clone(),
+        detach,
+    })
+}
+
+fn create(root: &Path, args: &CreateArgs, detach: bool) -> Result<warden_runtime::Created> {
+    Ok(warden_runtime::create(&create_options(
+        root, args, detach,
+    )?)?)
+}
+
+/// The signals `run` passes on to the container instead of acting on them.
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::all();
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
+        set.remove(s);
+    }
+    set
+}
+
+fn run_cmd(
+    root: &Path,
+    args: &CreateArgs,
+    detach: bool,
+    keep: bool,
+    no_subreaper: bool,
+) -> Result<i32> {
+    if detach {
+        create(root, args, true)?;
+        Container::load(root, &args.id)?.start()?;
+        return Ok(0);
+    }
+    if !no_subreaper {
+        // Orphans of a container without its own pid namespace come to us, not to pid 1.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    // Block the signals we forward (SIGCHLD among them) before the init exists, so none is
+    // lost; the init unblocks everything before exec.
+    let signals = forwarded_signals();
+    signals.thread_block().context("block signals")?;
+    let created = create(root, args, false)?;
+    let container = Container::load(root, &args.id)?;
+    let init = created.init;
+    let tty = created.console.map(crate::tty::Proxy::start).transpose()?;
+    let result = container
+        .start()
+        .map_err(anyhow::Error::from)
+        .and_then(|_| wait_forwarding(init, &signals, tty.as_ref()));
+    if let Some(tty) = tty {
+        tty.finish();
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals), None);
+    if !keep {
+        if let Ok(c) = Container::load(root, &args.id) {
+            c.delete(true)?;
+        }
+    }
+    result
+}
+
+/// Waits for the init to exit, passing every other signal on to it. The exit code is the
+/// init's, or 128 + the signal that killed it.
+fn wait_forwarding(init: Pid, signals: &SigSet, tty: Option<&crate::tty::Proxy>) -> Result<i32> {
+    loop {
+        let sig = signals.wait().context("sigwait")?;
+        if sig == Signal::SIGWINCH {
+            // The pty tells the container's foreground group itself once its size changes.
+            if let Some(tty) = tty {
+                tty.resize();
+            }
+            continue;
+        }
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(init, sig);
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == init => return Ok(code),
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == init => return Ok(128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+/// The process `exec` runs: the --process file, or the container's own process with the
+/// command and flags applied over it.
+fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Process> {
+    use oci_spec::runtime::{Capability, LinuxCapabilities};
+    let mut p = match &args.process {
+        Some(path) => {
+            let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            serde_json::from_slice::<oci_spec::runtime::Process>(&data)
+                .with_context(|| format!("parse {}", path.display()))?
+        }
+        None => {
+            if args.command.is_empty() {
+                bail!("exec needs a command or --process");
+            }
+            let mut p = c.config_process()?;
+            p.set_terminal(Some(false));
+            p
+        }
+    };
+    if !args.command.is_empty() {
+        p.set_args(Some(args.command.clone()));
+    }
+    if args.tty {
+        p.set_terminal(Some(true));
+    }
+    if !args.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        env.extend(args.env.iter().cloned());
+        p.set_env(Some(env));
+    }
+    if let Some(cwd) = &args.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = match user.split_once(':') {
+            Some((u, g)) => (u.parse::<u32>()?, g.parse::<u32>()?),
+            None => (
+                user.parse::<u32>()
+                    .with_context(|| format!("user {user:?}: want uid[:gid]"))?,
+                0,
+            ),
+        };
+        p.user_mut().set_uid(uid);
+        p.user_mut().set_gid(gid);
+    }
+    if !args.additional_gids.is_empty() {
+        p.user_mut()
+            .set_additional_gids(Some(args.additional_gids.clone()));
+    }
+    if !args.cap.is_empty() {
+        let mut caps = p
+            .capabilities()
+            .clone()
+            .unwrap_or_else(LinuxCapabilities::default);
+        for name in &args.cap {
+            let cap = Capability::from_str(name)
+                .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
+            let add = |set: Option<std::collections::HashSet<Capability>>| {
+                let mut set = set.unwrap_or_default();
+                set.insert(cap);
+                Some(set)
+            };
+            caps.set_bounding(add(caps.bounding().clone()));
+            caps.set_effective(add(caps.effective().clone()));
+            caps.set_permitted(add(caps.permitted().clone()));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if args.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
+    let c = Container::load(root, &args.id)?;
+    let opts = warden_runtime::container::ExecOptions {
+        process: exec_process(&c, args)?,
+        console_socket: args.console_socket.clone(),
+        detach: args.detach,
+        pid_file: args.pid_file.clone(),
+        preserve_fds: args.preserve_fds,
+        ignore_paused: args.ignore_paused,
+    };
+    if args.detach {
+        c.exec(&opts)?;
+        return Ok(0);
+    }
+    let signals = forwarded_signals();
+    signals.thread_block().context("block signals")?;
+    let spawned = c.exec(&opts)?;
+    let tty = spawned.console.map(crate::tty::Proxy::start).transpose()?;
+    let result = wait_forwarding(spawned.pid, &signals, tty.as_ref());
+    if let Some(tty) = tty {
+        tty.finish();
+    }
+    result
+}
+
+fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    match Container::load(root, id) {
+        Ok(c) => Ok(c.delete(force)?),
+        // runc: deleting a container that is not there is fine with --force.
+        Err(warden_runtime::Error::NotExist(_)) if force => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// runc's `state` document: the OCI state plus rootfs, created and owner.
+fn describe(c: &Container) -> serde_json::Value {
+    let mut v = c.oci_state();
+    v["rootfs"] = c.state.rootfs.to_string_lossy().into();
+    v["created"] = c.state.created.clone().into();
+    v["owner"] = c.state.owner.clone().into();
+    v
+}
+
+fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<()> {
+    let containers = warden_runtime::list(root)?;
+    if quiet {
+        for c in &containers {
+            println!("{}", c.state.id);
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => {
+            let all: Vec<_> = containers.iter().map(describe).collect();
+            println!("{}", serde_json::to_string(&all)?);
+        }
+        ListFormat::Table => {
+            let mut rows =
+                vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
+            for c in &containers {
+                let status = c.status();
+                let pid = if status == state::Status::Stopped {
+                    0
+                } else {
+                    c.state.pid
+                };
+                rows.push([
+                    c.state.id.clone(),
+                    pid.to_string(),
+                    status.to_string(),
+                    c.state.bundle.to_string_lossy().into_owned(),
+                    c.state.created.clone(),
+                    c.state.owner.clone(),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(())
+}
+
+/// Columns padded to their widest cell plus 3 spaces, as Go's tabwriter does for runc.
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+fn ps(root: &Path, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let pids = c.pids()?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// A signal by number (`9`) or name, with or without `SIG` (`KILL`, `SIGKILL`, `kill`).
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+fn features() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.3.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+            "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec",
+            "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
+            "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+            "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync",
+            "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false}
+        },
+        "annotations": {"org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("hup").unwrap(), Signal::SIGHUP);
+        assert_eq!(
+            parse_signal("FOO").unwrap_err().to_string(),
+            "unknown signal \"FOO\""
+        );
+        assert!(parse_signal("99").is_err());
+    }
+}

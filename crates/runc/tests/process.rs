@@ -1,0 +1,587 @@
+//! What the container's process sees from inside: its pid, hostname, mounts, user and groups,
+//! capabilities, rlimits, cwd, environment, umask, and what it may not touch.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn args(s: &mut Value, argv: &[&str]) {
+    s["process"]["args"] = json!(argv);
+}
+
+#[test]
+fn init_is_pid_1() {
+    let env = Env::new("pid1");
+    let out = env.run_ok(&["sh", "-c", "echo $$; cat /proc/self/stat | cut -d' ' -f4"]);
+    // The shell is pid 1, so the cat it starts has parent 1.
+    assert_eq!(out.lines(), ["1", "1"], "{}", out.describe());
+}
+
+#[test]
+fn hostname_and_domainname_from_config() {
+    let env = Env::new("hostname");
+    let out = env
+        .run_container(&[], |s| {
+            s["hostname"] = "box-7".into();
+            s["domainname"] = "example.test".into();
+            args(
+                s,
+                &["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"],
+            );
+        })
+        .ok();
+    assert_eq!(out.lines(), ["box-7", "example.test"]);
+    // The host's own name is untouched.
+    assert_ne!(
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        "box-7"
+    );
+}
+
+#[test]
+fn mounts_are_the_configured_ones() {
+    let env = Env::new("mounts");
+    let out = env.run_ok(&["cat", "/proc/self/mountinfo"]);
+    let mounts = parse_mountinfo(&out.stdout);
+    let find = |mp: &str| {
+        mounts
+            .iter()
+            .rfind(|m| m.mount_point == mp)
+            .unwrap_or_else(|| panic!("no mount at {mp}:\n{}", out.stdout))
+    };
+    assert!(
+        find("/").is_ro(),
+        "root.readonly: / should be ro:\n{}",
+        out.stdout
+    );
+    for (mp, fstype) in [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+    ] {
+        assert_eq!(find(mp).fstype, fstype, "{mp}:\n{}", out.stdout);
+    }
+    assert!(
+        find("/sys").is_ro(),
+        "/sys is mounted ro in the config:\n{}",
+        out.stdout
+    );
+    // The config mounts /sys/fs/cgroup ro: on v1 the hierarchies under it must be ro (the
+    // tmpfs holding them may be either, as with runc).
+    let cg = find("/sys/fs/cgroup");
+    assert!(cg.is_ro() || cg.fstype == "tmpfs", "{cg:?}");
+    let hierarchies: Vec<_> = mounts
+        .iter()
+        .filter(|m| m.mount_point.starts_with("/sys/fs/cgroup") && m.fstype.starts_with("cgroup"))
+        .collect();
+    assert!(
+        !hierarchies.is_empty(),
+        "no cgroup mounted:\n{}",
+        out.stdout
+    );
+    for m in hierarchies {
+        assert!(
+            m.is_ro(),
+            "/sys/fs/cgroup is ro in the config: {m:?}\n{}",
+            out.stdout
+        );
+    }
+    let dev = find("/dev");
+    assert!(dev.options.iter().any(|o| o == "nosuid"), "{dev:?}");
+    let shm = find("/dev/shm");
+    for o in ["nosuid", "noexec", "nodev"] {
+        assert!(
+            shm.options.iter().any(|x| x == o),
+            "/dev/shm lacks {o}: {shm:?}"
+        );
+    }
+
+    // Nothing else: no mount of the host's leaks in.
+    let spec = warden_runtime::spec::default_spec(None);
+    let mut allowed: BTreeSet<String> = [
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    for key in ["maskedPaths", "readonlyPaths"] {
+        for p in spec["linux"][key].as_array().unwrap() {
+            allowed.insert(p.as_str().unwrap().to_string());
+        }
+    }
+    // Device nodes may be bind mounts of the host's.
+    for d in ["null", "zero", "full", "random", "urandom", "tty", "ptmx"] {
+        allowed.insert(format!("/dev/{d}"));
+    }
+    for m in &mounts {
+        assert!(
+            allowed.contains(&m.mount_point)
+                || m.mount_point == "/sys/fs/cgroup"
+                || m.mount_point.starts_with("/sys/fs/cgroup/"),
+            "unexpected mount {m:?} in the container:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn user_groups_and_additional_gids() {
+    let env = Env::new("user");
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20]});
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "id -u; id -g; grep -E '^(Uid|Gid|Groups):' /proc/self/status",
+                ],
+            );
+        })
+        .ok();
+    let l = out.lines();
+    assert_eq!(l[0], "1000", "{}", out.stdout);
+    assert_eq!(l[1], "1001", "{}", out.stdout);
+    let field = |k: &str| {
+        status_field(&out.stdout, k)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid"), ["1000"; 4], "real, effective, saved, fs uid");
+    assert_eq!(field("Gid"), ["1001"; 4], "real, effective, saved, fs gid");
+    assert_eq!(field("Groups"), ["10", "20"], "supplementary groups");
+}
+
+#[test]
+fn callers_groups_and_umask_do_not_leak_in() {
+    // The runtime runs with supplementary groups and a umask of its own: the container gets
+    // the config's (none, and runc's default umask 0022).
+    let env = Env::new("caller-creds");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        args(
+            s,
+            &[
+                "sh",
+                "-c",
+                "umask; grep -E '^(Uid|Gid|Groups):' /proc/self/status",
+            ],
+        )
+    });
+    let out = env
+        .spawn_with(&["run", "-b", b.to_str().unwrap(), &id], |cmd| {
+            // SAFETY: setgroups and umask between fork and exec, no allocation.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(cmd, || {
+                    let groups = [4242 as libc::gid_t, 4343];
+                    if libc::setgroups(2, groups.as_ptr()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::umask(0o077);
+                    Ok(())
+                });
+            }
+        })
+        .wait(CMD_TIMEOUT)
+        .ok();
+    assert_eq!(out.lines()[0], "0022", "{}", out.stdout);
+    let field = |k: &str| {
+        status_field(&out.stdout, k)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid"), ["0"; 4]);
+    assert_eq!(field("Gid"), ["0"; 4]);
+    assert!(
+        field("Groups").is_empty(),
+        "the caller's groups leaked in:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn capabilities_are_exactly_the_configured_ones() {
+    let env = Env::new("caps");
+    let caps = [
+        "CAP_CHOWN",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_RAW",
+        "CAP_AUDIT_WRITE",
+    ];
+    let out = env
+        .run_container(&[], |s| {
+            set_caps(s, &caps);
+            args(s, &["cat", "/proc/self/status"]);
+        })
+        .ok();
+    let want = cap_mask(&caps);
+    for k in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(&out.stdout, k), want, "{k}");
+    }
+    assert_eq!(status_field(&out.stdout, "CapInh"), "0000000000000000");
+    assert_eq!(status_field(&out.stdout, "CapAmb"), "0000000000000000");
+    // The default spec asks for noNewPrivileges.
+    assert_eq!(status_field(&out.stdout, "NoNewPrivs"), "1");
+
+    // The default set, for a second opinion with other bits.
+    let out = env.run_ok(&["cat", "/proc/self/status"]);
+    let want = cap_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    assert_eq!(want, "0000000020000420");
+    for k in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(
+            status_field(&out.stdout, k),
+            want,
+            "{k} with the default spec"
+        );
+    }
+}
+
+#[test]
+fn capabilities_of_a_non_root_user_come_through_ambient() {
+    let env = Env::new("caps-user");
+    let caps = ["CAP_NET_BIND_SERVICE", "CAP_KILL"];
+    let out = env
+        .run_container(&[], |s| {
+            let list = json!(caps);
+            s["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+            s["process"]["capabilities"] = json!({
+                "bounding": list, "effective": list, "permitted": list,
+                "inheritable": list, "ambient": list
+            });
+            args(s, &["cat", "/proc/self/status"]);
+        })
+        .ok();
+    let want = cap_mask(&caps);
+    for k in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(status_field(&out.stdout, k), want, "{k}");
+    }
+}
+
+#[test]
+fn rlimits_are_applied() {
+    let env = Env::new("rlimits");
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["rlimits"] = json!([
+                {"type": "RLIMIT_NOFILE", "soft": 777, "hard": 888},
+                {"type": "RLIMIT_NPROC", "soft": 333, "hard": 444}
+            ]);
+            args(
+                s,
+                &["sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/self/limits"],
+            );
+        })
+        .ok();
+    let l = out.lines();
+    assert_eq!(l[..2], ["777", "888"], "{}", out.stdout);
+    let row = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{}", out.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("Max open files")[3..5], ["777", "888"]);
+    assert_eq!(row("Max processes")[2..4], ["333", "444"]);
+}
+
+#[test]
+fn cwd_env_and_umask() {
+    let env = Env::new("cwd-env");
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["cwd"] = "/etc".into();
+            s["process"]["env"] = json!(["PATH=/bin:/usr/bin", "FOO=bar baz", "EMPTY="]);
+            s["process"]["user"]["umask"] = 0o027.into();
+            args(s, &["sh", "-c", "pwd; umask; grep Umask /proc/self/status"]);
+        })
+        .ok();
+    let l = out.lines();
+    assert_eq!(l[0], "/etc", "cwd:\n{}", out.stdout);
+    assert_eq!(l[1], "0027", "umask:\n{}", out.stdout);
+    assert_eq!(status_field(&out.stdout, "Umask"), "0027");
+
+    // The environment the process was exec'd with: the configured one plus HOME (runc adds
+    // HOME from the container's /etc/passwd when it is not set).
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["env"] = json!(["PATH=/bin:/usr/bin", "FOO=bar baz", "EMPTY="]);
+            args(s, &["cat", "/proc/self/environ"]);
+        })
+        .ok();
+    let got: BTreeSet<&str> = out.stdout.split('\0').filter(|s| !s.is_empty()).collect();
+    let want: BTreeSet<&str> = ["PATH=/bin:/usr/bin", "FOO=bar baz", "EMPTY=", "HOME=/root"]
+        .into_iter()
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn readonly_root_cannot_be_written() {
+    let env = Env::new("ro-root");
+    let out = env.run_ok(&[
+        "sh",
+        "-c",
+        "touch /x-ro-root-test; echo rc=$?; touch /tmp/y; echo tmp=$?",
+    ]);
+    assert!(out.stdout.contains("rc=1"), "{}", out.describe());
+    assert!(out.stdout.contains("tmp=1"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.describe()
+    );
+    assert!(!rootfs().join("x-ro-root-test").exists());
+
+    // A writable root for contrast (the container gets its own tmpfs on /tmp instead of the
+    // shared rootfs): the same touch works.
+    let out = env
+        .run_container(&[], |s| {
+            s["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]
+            }));
+            args(s, &["sh", "-c", "touch /tmp/y; echo tmp=$?"]);
+        })
+        .ok();
+    assert_eq!(out.stdout.trim(), "tmp=0", "{}", out.describe());
+}
+
+#[test]
+fn masked_paths_are_empty() {
+    let env = Env::new("masked");
+    // What this host has to hide (its kernel has no /proc/kcore: a masked path that does not
+    // exist is skipped, so kcore reads as empty either way).
+    assert!(!fs::read_to_string("/proc/keys").unwrap().is_empty());
+    assert!(!fs::read_to_string("/proc/timer_list").unwrap().is_empty());
+    let out = env.run_ok(&[
+        "sh",
+        "-c",
+        "cat /proc/keys | wc -c; cat /proc/timer_list | wc -c; ls -A /sys/firmware | wc -l; \
+         { head -c 16 /proc/kcore 2>/dev/null; true; } | wc -c; \
+         grep -c ' /proc/keys ' /proc/self/mountinfo",
+    ]);
+    let l: Vec<i64> = out
+        .lines()
+        .iter()
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    assert_eq!(
+        l[0],
+        0,
+        "/proc/keys must read as empty:\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        l[1],
+        0,
+        "/proc/timer_list must read as empty:\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        l[2],
+        0,
+        "/sys/firmware must look empty:\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        l[3],
+        0,
+        "/proc/kcore must read as empty:\n{}",
+        out.describe()
+    );
+    assert!(
+        l[4] >= 1,
+        "/proc/keys has no mount over it:\n{}",
+        out.describe()
+    );
+    // The host still has its own.
+    assert!(fs::read_dir("/sys/firmware").unwrap().next().is_some());
+}
+
+#[test]
+fn readonly_paths_cannot_be_written() {
+    let env = Env::new("ro-paths");
+    // CAP_SYS_ADMIN, so only the read-only mount stands between the process and the file.
+    let out = env
+        .run_container(&[], |s| {
+            set_caps(s, &["CAP_SYS_ADMIN", "CAP_KILL"]);
+            s["hostname"] = "ro-paths".into();
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "echo changed > /proc/sys/kernel/hostname; echo rc=$?; hostname; \
+                     grep ' /proc/sys ' /proc/self/mountinfo",
+                ],
+            );
+        })
+        .ok();
+    let l = out.lines();
+    assert_eq!(l[0], "rc=1", "{}", out.describe());
+    assert_eq!(l[1], "ro-paths", "{}", out.describe());
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.describe()
+    );
+    let m = parse_mountinfo(&out.stdout);
+    assert!(
+        m.iter()
+            .rfind(|m| m.mount_point == "/proc/sys")
+            .is_some_and(|m| m.is_ro()),
+        "/proc/sys should be a read-only mount:\n{}",
+        out.stdout
+    );
+
+    // Without it in readonlyPaths the same write works: the test can tell.
+    let out = env
+        .run_container(&[], |s| {
+            set_caps(s, &["CAP_SYS_ADMIN", "CAP_KILL"]);
+            s["hostname"] = "ro-paths".into();
+            s["linux"]["readonlyPaths"] = json!(["/proc/bus"]);
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "echo changed > /proc/sys/kernel/hostname; echo rc=$?; hostname",
+                ],
+            );
+        })
+        .ok();
+    assert_eq!(out.lines(), ["rc=0", "changed"], "{}", out.describe());
+}
+
+#[test]
+fn bind_mounts_ro_and_rw() {
+    let env = Env::new("binds");
+    let ro = host_dir(&env, "ro-src", &[("hello", "hi from the host\n")]);
+    let rw = host_dir(&env, "rw-src", &[]);
+    let out = env
+        .run_container(&[], |s| {
+            let mounts = s["mounts"].as_array_mut().unwrap();
+            mounts.push(json!({"destination": "/mnt", "type": "bind", "source": ro,
+                               "options": ["rbind", "ro"]}));
+            mounts.push(json!({"destination": "/home", "type": "none", "source": rw,
+                               "options": ["rbind", "rw"]}));
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "cat /mnt/hello; touch /mnt/x; echo ro=$?; echo data > /home/new; echo rw=$?",
+                ],
+            );
+        })
+        .ok();
+    assert_eq!(
+        out.lines(),
+        ["hi from the host", "ro=1", "rw=0"],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(fs::read_to_string(rw.join("new")).unwrap(), "data\n");
+    assert!(!ro.join("x").exists());
+}
+
+#[test]
+fn no_pivot_still_confines_the_root() {
+    let env = Env::new("no-pivot");
+    let out = env
+        .run_container(&["--no-pivot"], |s| {
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "ls /; echo ---; cat /proc/self/mountinfo; touch /x; echo rc=$?",
+                ],
+            )
+        })
+        .ok();
+    let (ls, rest) = out.stdout.split_once("---\n").unwrap();
+    let entries: BTreeSet<&str> = ls.split_whitespace().collect();
+    let want: BTreeSet<String> = fs::read_dir(rootfs())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        entries,
+        want.iter().map(String::as_str).collect(),
+        "{}",
+        out.stdout
+    );
+    let mounts = parse_mountinfo(rest);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_point == "/proc" && m.fstype == "proc"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("rc=1"),
+        "root must stay read-only without pivot_root:\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn default_devices_exist() {
+    let env = Env::new("devices");
+    let out = env.run_ok(&[
+        "sh",
+        "-c",
+        "for d in null zero full random urandom tty; do test -c /dev/$d && echo $d; done; \
+         for l in fd stdin stdout stderr; do test -L /dev/$l && echo $l; done; \
+         { test -L /dev/ptmx || test -c /dev/ptmx; } && echo ptmx; \
+         head -c 5 /dev/zero | wc -c; echo x > /dev/null && echo null-ok",
+    ]);
+    assert_eq!(
+        out.lines(),
+        [
+            "null", "zero", "full", "random", "urandom", "tty", "fd", "stdin", "stdout", "stderr",
+            "ptmx", "5", "null-ok"
+        ],
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn network_namespace_has_only_loopback() {
+    let env = Env::new("netns");
+    let out = env.run_ok(&["cat", "/proc/net/dev"]);
+    let ifaces: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(str::trim))
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{}", out.stdout);
+}

@@ -1,0 +1,226 @@
+//! linux.resources as the host's cgroup v1 files show them, and limits that bite: a memory
+//! limit that kills, a pids limit that stops a fork bomb.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn cgroup_files_hold_the_configured_limits() {
+    let env = Env::new("cgroup-files");
+    let id = env.created(|s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        let r = &mut s["linux"]["resources"];
+        r["memory"] = json!({"limit": 64 * 1024 * 1024, "reservation": 32 * 1024 * 1024});
+        r["cpu"] =
+            json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"});
+        r["pids"] = json!({"limit": 32});
+    });
+    let pid = env.state(&id)["pid"].as_i64().unwrap().to_string();
+
+    assert_eq!(
+        cgroup_file("memory", &id, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        cgroup_file("memory", &id, "memory.soft_limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
+    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file("cpuset", &id, "cpuset.cpus"), "0");
+    assert_eq!(cgroup_file("cpuset", &id, "cpuset.mems"), "0");
+    assert_eq!(cgroup_file("pids", &id, "pids.max"), "32");
+    // Deny all, then runc's default allow list: /dev/null is in, arbitrary devices are not.
+    let devices = cgroup_file("devices", &id, "devices.list");
+    assert!(
+        devices.lines().any(|l| l == "c 1:3 rwm"),
+        "devices.list:\n{devices}"
+    );
+    assert!(
+        !devices.lines().any(|l| l == "a *:* rwm"),
+        "devices.list:\n{devices}"
+    );
+
+    // The init is in the container's cgroup in every hierarchy.
+    for c in CONTROLLERS {
+        let procs = cgroup_file(c, &id, "cgroup.procs");
+        assert!(
+            procs.lines().any(|l| l == pid),
+            "{c}: init {pid} not in cgroup.procs ({procs:?})"
+        );
+    }
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        own.lines()
+            .any(|l| l.ends_with(&format!(":memory:/{CGROUP_PARENT}/{id}"))),
+        "/proc/{pid}/cgroup:\n{own}"
+    );
+
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}
+
+#[test]
+fn cgroup_namespace_hides_the_host_path() {
+    let env = Env::new("cgroupns");
+    let out = env.run_ok(&["cat", "/proc/self/cgroup"]);
+    for l in out.stdout.lines() {
+        let path = l.splitn(3, ':').nth(2).unwrap_or_default();
+        assert!(
+            !path.contains(CGROUP_PARENT),
+            "host cgroup path visible: {l}\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn memory_limit_kills_a_process_that_exceeds_it() {
+    let env = Env::new("oom");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        // dd's 64 MiB block buffer is touched by the read from /dev/zero: it cannot fit in
+        // 16 MiB.
+        s["process"]["args"] = json!(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+        s["linux"]["resources"]["memory"] =
+            json!({"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024});
+    });
+    let out = env.runc(&["run", "--keep", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(
+        out.code,
+        137,
+        "want SIGKILL from the OOM killer:\n{}",
+        out.describe()
+    );
+    let oom = cgroup_file("memory", &id, "memory.oom_control");
+    let kills: u64 = oom
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(kills >= 1, "memory.oom_control:\n{oom}");
+    assert_eq!(
+        cgroup_file("memory", &id, "memory.limit_in_bytes"),
+        (16u64 << 20).to_string()
+    );
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+
+    // The same with room to spare succeeds, so the limit (not something else) killed it.
+    let out = env.run_container(&[], |s| {
+        s["process"]["args"] = json!(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+        s["linux"]["resources"]["memory"] = json!({"limit": 256 * 1024 * 1024});
+    });
+    assert_eq!(out.code, 0, "{}", out.describe());
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let env = Env::new("pids");
+    let id = env.new_id();
+    // busybox sh gives up ("can't fork") at the first fork that fails.
+    let script = "i=0; while [ $i -lt 64 ]; do sleep 30 & i=$((i+1)); echo started $i; done; echo all-started";
+    let b = env.bundle(&id, |s| {
+        s["process"]["args"] = json!(["sh", "-c", script]);
+        s["linux"]["resources"]["pids"] = json!({"limit": 16});
+    });
+    let out = env.runc(&["run", "--keep", "-b", b.to_str().unwrap(), &id]);
+    assert!(
+        !out.stdout.contains("all-started"),
+        "the fork bomb was not stopped:\n{}",
+        out.describe()
+    );
+    assert_ne!(out.code, 0, "{}", out.describe());
+    assert!(out.stderr.contains("can't fork"), "{}", out.describe());
+    let started = out
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("started "))
+        .count();
+    // The shell itself is one of the 16.
+    assert!(
+        (1..=15).contains(&started),
+        "{started} sleeps started under pids.max 16:\n{}",
+        out.describe()
+    );
+    assert_eq!(cgroup_file("pids", &id, "pids.max"), "16");
+    let events = cgroup_file("pids", &id, "pids.events");
+    let hits: u64 = events
+        .strip_prefix("max ")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(hits >= 1, "pids.events: {events}");
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}
+
+#[test]
+fn cpu_quota_throttles() {
+    // 10ms per 100ms: a busy loop of 300ms wall time gets throttled periods.
+    let env = Env::new("cpu-quota");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "end=$(($(date +%s) + 1)); while [ $(date +%s) -lt $end ]; do :; done"
+        ]);
+        s["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000});
+    });
+    let out = env.runc(&["run", "--keep", "-b", b.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    let stat = cgroup_file("cpu", &id, "cpu.stat");
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(throttled >= 1, "cpu.stat:\n{stat}");
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}
+
+#[test]
+fn devices_cgroup_denies_what_is_not_allowed() {
+    // CAP_MKNOD so only the devices cgroup can refuse: /dev/null's numbers are allowed, the
+    // host's root disk's are not (readable by root on the host, so the kernel would let us).
+    let env = Env::new("devices-cgroup");
+    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let disk = host_mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(' ').nth(2))
+        .unwrap()
+        .to_string();
+    let (major, minor) = disk.split_once(':').unwrap();
+    assert_ne!(
+        major, "0",
+        "the host's root is not on a block device ({disk})"
+    );
+    let script = format!(
+        "mknod /dev/mynull c 1 3 && echo x > /dev/mynull && echo null-ok; \
+         mknod /dev/disk b {major} {minor} && echo mknod-ok; head -c 1 /dev/disk >/dev/null; echo disk=$?"
+    );
+    let out = env
+        .run_container(&[], |s| {
+            set_caps(s, &["CAP_MKNOD", "CAP_KILL"]);
+            s["process"]["args"] = json!(["sh", "-c", script]);
+        })
+        .ok();
+    assert_eq!(
+        out.lines(),
+        ["null-ok", "mknod-ok", "disk=1"],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.describe()
+    );
+}

@@ -1,0 +1,143 @@
+//! `exec`: a new process in a running container. The parent enters the container's pid
+//! namespace and forks; the child joins the cgroup (the parent writes it in), the other
+//! namespaces (user first, mount last), then sets up the process exactly as the init does
+//! and execs. The channel is close-on-exec, so its EOF tells the parent the exec happened;
+//! an `Error` message tells it why not.
+
+use std::convert::Infallible;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::Process;
+
+use super::channel::{self, Channel, Message};
+use super::init;
+use crate::error::{Error, Result, SysContext};
+
+/// A namespace of the container's init to join.
+struct Target {
+    flag: CloneFlags,
+    name: &'static str,
+    file: File,
+}
+
+/// Opens the init's namespaces that differ from ours, user first and mount last.
+fn open_namespaces(init_pid: i32, names: &[String]) -> Result<(Vec<Target>, Option<File>)> {
+    const ORDER: [(&str, CloneFlags); 7] = [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut targets = Vec::new();
+    let mut pid_ns = None;
+    for (name, flag) in ORDER {
+        if !names.iter().any(|n| n == name) {
+            continue;
+        }
+        let path = format!("/proc/{init_pid}/ns/{name}");
+        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let theirs = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).ok();
+        if ours.is_some_and(|o| o.ino() == theirs.ino() && o.dev() == theirs.dev()) {
+            continue; // already there (joining our own user namespace would fail)
+        }
+        if name == "pid" {
+            pid_ns = Some(file);
+        } else {
+            targets.push(Target { flag, name, file });
+        }
+    }
+    Ok((targets, pid_ns))
+}
+
+pub struct ExecArgs<'a> {
+    pub init_pid: i32,
+    pub namespaces: &'a [String],
+    pub cgroup: &'a dyn crate::cgroups::Manager,
+    pub process: &'a Process,
+    pub preserve_fds: i32,
+}
+
+/// The started process: its pid (our child) and its terminal's master if it has one.
+pub struct Spawned {
+    pub pid: Pid,
+    pub console: Option<OwnedFd>,
+}
+
+/// Starts the process. Must be called from a single-threaded process (see `process`).
+pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
+    let (targets, pid_ns) = open_namespaces(a.init_pid, a.namespaces)?;
+    let in_user_ns = a.namespaces.iter().any(|n| n == "user");
+    let (parent_ch, child_ch) = channel::pair()?;
+    if let Some(ns) = &pid_ns {
+        nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWPID).sys("setns pid")?;
+    }
+    // SAFETY: single-threaded caller (documented); the child ends in exec or _exit.
+    let pid = unsafe { super::clone_fork(CloneFlags::empty())? };
+    if pid.as_raw() == 0 {
+        drop(parent_ch);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            child(a, &targets, in_user_ns, &child_ch)
+        }));
+        let msg = match result {
+            Ok(Ok(never)) => match never {},
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "exec child panicked".to_string(),
+        };
+        let _ = child_ch.send(&Message::Error(msg));
+        // SAFETY: _exit is always safe.
+        unsafe { libc::_exit(1) }
+    }
+    drop(child_ch);
+    let undo = |e: Error| {
+        let _ = signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    a.cgroup
+        .add_task(pid.as_raw())
+        .map_err(|e| undo(e.into()))?;
+    parent_ch
+        .send(&Message::Continue { pid: pid.as_raw() })
+        .map_err(undo)?;
+    let mut console = None;
+    loop {
+        match parent_ch.recv() {
+            Ok(Message::Console) => console = parent_ch.take_fd(),
+            Ok(Message::Error(e)) => {
+                let _ = waitpid(pid, None);
+                return Err(Error::Init(e));
+            }
+            Ok(other) => return Err(undo(Error::Sync(format!("unexpected {other:?}")))),
+            // EOF: the channel closed on exec.
+            Err(_) => break,
+        }
+    }
+    Ok(Spawned { pid, console })
+}
+
+fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Result<Infallible> {
+    ch.expect("Continue")?;
+    for t in targets {
+        nix::sched::setns(t.file.as_fd(), t.flag).sys(format!("setns {}", t.name))?;
+    }
+    let process = a.process;
+    crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    nix::unistd::setsid().sys("setsid")?;
+    if process.terminal().unwrap_or(false) {
+        init::send_terminal(process, ch)?;
+    }
+    let (exe, env) = init::resolve_process(process)?;
+    init::drop_privileges(process, in_user_ns)?;
+    init::prepare_exec(3 + a.preserve_fds)?;
+    init::exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
+}

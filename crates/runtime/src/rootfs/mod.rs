@@ -1,0 +1,235 @@
+//! The container's root filesystem, set up by the init inside its new mount namespace:
+//!
+//! 1. [`prepare`] (before pivot_root): the propagation of `/` (rootfsPropagation, else
+//!    rslave, so nothing we mount leaks to the host), the rootfs bound onto itself, every
+//!    entry of `mounts` in order, and /dev's devices and symlinks.
+//! 2. [`pivot`]: pivot_root into the rootfs and detach the old root (or, with `--no-pivot`,
+//!    move the rootfs onto `/` and chroot).
+//! 3. [`finalize`] (after): readonlyPaths, maskedPaths, and a read-only `/`.
+
+pub mod devices;
+pub mod mounts;
+pub mod path;
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+use crate::error::{Error, Result, SysContext};
+use mounts::{propagation_flag, Context};
+
+/// What the rootfs steps need besides the spec.
+#[derive(Debug, Clone)]
+pub struct RootfsOptions {
+    pub rootfs: PathBuf,
+    pub bundle: PathBuf,
+    pub no_pivot: bool,
+    pub in_user_ns: bool,
+    pub new_net_ns: bool,
+    pub cgroup_paths: BTreeMap<String, PathBuf>,
+}
+
+/// Everything before pivot_root. Must run in the container's own mount namespace.
+pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => propagation_flag(p)
+            .ok_or_else(|| Error::Config(format!("unknown rootfsPropagation {p:?}")))?,
+    };
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .sys(format!("set propagation {propagation:?} on /"))?;
+    // pivot_root needs the new root's parent mount not to be shared.
+    if propagation.contains(MsFlags::MS_SHARED) {
+        make_parent_private(&opts.rootfs)?;
+    }
+    // The rootfs becomes a mount point of its own (pivot_root needs one).
+    mount(
+        Some(&opts.rootfs),
+        &opts.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .sys(format!("bind {} onto itself", opts.rootfs.display()))?;
+
+    let ctx = Context {
+        rootfs: &opts.rootfs,
+        in_user_ns: opts.in_user_ns,
+        new_net_ns: opts.new_net_ns,
+        cgroup_paths: &opts.cgroup_paths,
+    };
+    // Bind sources given relative to the bundle (runc allows this) resolve there.
+    std::env::set_current_dir(&opts.bundle).map_err(|e| Error::io("chdir", &opts.bundle, e))?;
+    let all_mounts = spec.mounts().as_deref().unwrap_or_default();
+    for m in all_mounts {
+        mounts::mount_entry(m, &ctx)?;
+    }
+
+    let dev_is_bound = all_mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    });
+    if !dev_is_bound {
+        let extra = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
+        devices::create(&opts.rootfs, extra, opts.in_user_ns)?;
+        devices::symlinks(&opts.rootfs)?;
+    }
+    Ok(())
+}
+
+/// Makes the mount that holds `path` private (pivot_root refuses a shared parent).
+fn make_parent_private(path: &Path) -> Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let mut best: Option<PathBuf> = None;
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let point = PathBuf::from(point.replace("\\040", " "));
+        if path.starts_with(&point)
+            && best
+                .as_ref()
+                .is_none_or(|b| point.as_os_str().len() > b.as_os_str().len())
+        {
+            best = Some(point);
+        }
+    }
+    let parent = best.unwrap_or_else(|| PathBuf::from("/"));
+    mount(
+        None::<&str>,
+        &parent,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .sys(format!("make {} private", parent.display()))
+}
+
+/// Makes the rootfs `/`.
+pub fn pivot(opts: &RootfsOptions) -> Result<()> {
+    let root = &opts.rootfs;
+    if opts.no_pivot {
+        std::env::set_current_dir(root).map_err(|e| Error::io("chdir", root, e))?;
+        mount(
+            Some(root),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .sys(format!("move {} to /", root.display()))?;
+        nix::unistd::chroot(".").sys("chroot .")?;
+        return std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e));
+    }
+    let dir = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let old_root = open("/", dir, Mode::empty()).sys("open /")?;
+    let new_root = open(root, dir, Mode::empty()).sys(format!("open {}", root.display()))?;
+    nix::unistd::fchdir(new_root.as_fd()).sys(format!("chdir {}", root.display()))?;
+    // pivot_root(".", "."): the old root ends up stacked under the new one at "/", where it
+    // can be detached without a directory for it in the container.
+    nix::unistd::pivot_root(".", ".").sys(format!("pivot_root {}", root.display()))?;
+    nix::unistd::fchdir(old_root.as_fd()).sys("chdir old root")?;
+    // Keep the unmount from propagating to the host.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .sys("make old root rslave")?;
+    umount2(".", MntFlags::MNT_DETACH).sys("detach old root")?;
+    std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))
+}
+
+/// After pivot_root: paths made read-only or masked, then the root itself read-only.
+pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
+        readonly_path(Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default()
+    {
+        mask_path(Path::new(p))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false))
+    {
+        let flags = MsFlags::MS_RDONLY | mounts::current_flags(Path::new("/"));
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+        .sys("remount / read-only")?;
+    }
+    Ok(())
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    match mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys(format!("bind readonly path {}", p.display()), e)),
+    }
+    let flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | mounts::current_flags(p);
+    mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
+        .sys(format!("remount readonly path {} read-only", p.display()))
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(_) => return Ok(()),
+    };
+    let r = if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    match r {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::sys(format!("mask {}", p.display()), e)),
+    }
+}

@@ -1,0 +1,372 @@
+//! One entry of `mounts`: its options parsed into flags, data and propagation, and mounted at
+//! its destination inside the rootfs.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+
+use super::path::secure_join;
+use crate::error::{Error, IoContext, Result};
+
+/// A mount's options as mount(2) takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Flags for the mount itself.
+    pub flags: MsFlags,
+    /// Flags to clear (an explicit `rw`, `suid`...), kept so a remount does not set them.
+    pub cleared: MsFlags,
+    /// MS_SHARED / MS_SLAVE / MS_PRIVATE / MS_UNBINDABLE, each optionally with MS_REC; applied
+    /// with separate mount(2) calls after the mount.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options (`mode=755`, `size=65536k`...).
+    pub data: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(options: &[String]) -> Options {
+        let mut o = Options {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+        };
+        for opt in options {
+            let (set, clear) = match opt.as_str() {
+                "defaults" => (MsFlags::empty(), MsFlags::empty()),
+                "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+                "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+                "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+                "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+                "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+                "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+                "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+                "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+                "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+                "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+                "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+                "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+                "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+                "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+                "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+                "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+                "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+                "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+                "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+                "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+                "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+                "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+                "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+                "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                | "unbindable" | "runbindable" => {
+                    o.propagation.push(propagation_flag(opt).expect("listed"));
+                    continue;
+                }
+                // Options of other runtimes that change nothing for us.
+                "tmpcopyup" | "notmpcopyup" | "copy-symlink" => continue,
+                _ => {
+                    o.data.push(opt.clone());
+                    continue;
+                }
+            };
+            o.flags = (o.flags | set) & !clear;
+            o.cleared = (o.cleared | clear) & !set;
+        }
+        o
+    }
+
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// The flag of a propagation name (`rslave`, `private`...).
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    let (rec, base) = match name.strip_prefix('r') {
+        Some(b) if matches!(b, "private" | "shared" | "slave" | "unbindable") => {
+            (MsFlags::MS_REC, b)
+        }
+        _ => (MsFlags::empty(), name),
+    };
+    let flag = match base {
+        "private" => MsFlags::MS_PRIVATE,
+        "shared" => MsFlags::MS_SHARED,
+        "slave" => MsFlags::MS_SLAVE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(flag | rec)
+}
+
+/// What a mount needs to know about the container beyond the entry.
+pub struct Context<'a> {
+    pub rootfs: &'a Path,
+    pub in_user_ns: bool,
+    pub new_net_ns: bool,
+    /// The container's cgroup dir per controller ("" for the unified hierarchy).
+    pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+}
+
+fn sys_mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    mount(source, target, fstype, flags, data).map_err(|errno| {
+        Error::Init(format!(
+            "mount {} to {} (type {}, flags {:?}{}): {errno}",
+            source
+                .map(|s| s.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+            target.display(),
+            fstype.unwrap_or("none"),
+            flags,
+            data.map(|d| format!(", data {d:?}")).unwrap_or_default(),
+        ))
+    })
+}
+
+/// Creates the mount point: a file when a bind mount's source is not a directory, else a
+/// directory (with its parents).
+fn make_target(dest: &Path, file: bool) -> Result<()> {
+    if file {
+        if let Some(parent) = dest.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .ctx("mkdir", parent)?;
+        }
+        match std::fs::symlink_metadata(dest) {
+            Ok(_) => Ok(()),
+            Err(_) => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dest)
+                .map(drop)
+                .ctx("create mount point", dest),
+        }
+    } else {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dest)
+            .ctx("mkdir mount point", dest)
+    }
+}
+
+/// Mounts one entry inside the rootfs (before pivot_root).
+pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
+    let opts = Options::parse(m.options().as_deref().unwrap_or_default());
+    let typ = m.typ().as_deref().unwrap_or("");
+    let dest = secure_join(ctx.rootfs, m.destination())?;
+    let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
+
+    if typ == "bind" || opts.is_bind() {
+        let source = m.source().as_deref().ok_or_else(|| {
+            Error::Config(format!(
+                "bind mount {} has no source",
+                m.destination().display()
+            ))
+        })?;
+        let meta = std::fs::metadata(source).map_err(|e| {
+            Error::Config(format!(
+                "bind mount source {} of {}: {e}",
+                source.display(),
+                m.destination().display()
+            ))
+        })?;
+        make_target(&dest, !meta.is_dir())?;
+        let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        sys_mount(Some(source), &dest, None, flags, None)?;
+        // Bind mounts ignore every other flag until a remount.
+        let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            remount(&dest, rest, &opts)?;
+        }
+    } else if typ == "cgroup" {
+        make_target(&dest, false)?;
+        mount_cgroup(&dest, &opts, ctx)?;
+    } else {
+        make_target(&dest, false)?;
+        let source = m.source().as_deref().unwrap_or(Path::new(typ));
+        let fstype = (!typ.is_empty()).then_some(typ);
+        match sys_mount(Some(source), &dest, fstype, opts.flags, data.as_deref()) {
+            Ok(()) => {}
+            // sysfs of another network namespace, or mqueue of another ipc namespace, cannot
+            // be mounted from a user namespace: bind the host's instead, as runc does.
+            Err(_) if ctx.in_user_ns && matches!(typ, "sysfs" | "mqueue") => {
+                let host = if typ == "sysfs" {
+                    "/sys"
+                } else {
+                    "/dev/mqueue"
+                };
+                sys_mount(
+                    Some(Path::new(host)),
+                    &dest,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )?;
+                let rest = opts.flags & !MsFlags::MS_REMOUNT;
+                if !rest.is_empty() {
+                    remount(&dest, rest, &opts)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for p in &opts.propagation {
+        sys_mount(None, &dest, None, *p, None)?;
+    }
+    Ok(())
+}
+
+/// Remounts a bind mount with `flags`, keeping the flags the kernel locked on it (a user
+/// namespace may not clear nosuid/nodev/noexec/atime flags it inherited).
+pub fn remount(dest: &Path, flags: MsFlags, opts: &Options) -> Result<()> {
+    let locked = current_flags(dest) & !opts.cleared;
+    sys_mount(
+        None,
+        dest,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked,
+        None,
+    )
+}
+
+/// The per-mount flags statvfs reports for `path`.
+pub fn current_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// A `cgroup` mount. With cgroup v2 the container's own cgroup dir is bound there; with v1
+/// a tmpfs holds one bind mount of the container's dir per hierarchy (named as the host
+/// names it, e.g. `cpu,cpuacct`, with a symlink for each controller of a combined one).
+fn mount_cgroup(dest: &Path, opts: &Options, ctx: &Context) -> Result<()> {
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let bind_ro = |src: &Path, target: &Path| -> Result<()> {
+        sys_mount(
+            Some(src),
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        let flags = base
+            | if ro {
+                MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            };
+        sys_mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None,
+        )
+    };
+    let unified_only = ctx.cgroup_paths.len() == 1 && ctx.cgroup_paths.contains_key("");
+    if unified_only {
+        let src = &ctx.cgroup_paths[""];
+        return bind_ro(src, dest);
+    }
+    sys_mount(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )?;
+    let mut done: BTreeMap<String, ()> = BTreeMap::new();
+    for (controller, path) in ctx.cgroup_paths {
+        // The hierarchy's mount dir under /sys/fs/cgroup: the first component of the path.
+        let Ok(rel) = path.strip_prefix("/sys/fs/cgroup") else {
+            continue;
+        };
+        let Some(hier) = rel.components().next() else {
+            continue;
+        };
+        let hier = hier.as_os_str().to_string_lossy().to_string();
+        if !done.contains_key(&hier) {
+            let target = dest.join(&hier);
+            make_target(&target, false)?;
+            bind_ro(path, &target)?;
+            done.insert(hier.clone(), ());
+        }
+        let alias = controller.strip_prefix("name=").unwrap_or(controller);
+        if !alias.is_empty() && alias != hier {
+            let link = dest.join(alias);
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(&hier, &link).ctx("symlink", &link)?;
+            }
+        }
+    }
+    if ro {
+        sys_mount(
+            None,
+            dest,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_flags_data_and_propagation() {
+        let o = Options::parse(&s(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, s(&["mode=755", "size=65536k"]));
+        let o = Options::parse(&s(&["rbind", "ro", "rslave", "private"]));
+        assert!(o.is_bind());
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY
+        );
+        assert_eq!(
+            o.propagation,
+            vec![MsFlags::MS_SLAVE | MsFlags::MS_REC, MsFlags::MS_PRIVATE]
+        );
+        let o = Options::parse(&s(&["ro", "rw", "nodev", "dev"]));
+        assert_eq!(o.flags, MsFlags::empty());
+        assert_eq!(o.cleared, MsFlags::MS_RDONLY | MsFlags::MS_NODEV);
+        assert_eq!(propagation_flag("rw"), None);
+        assert_eq!(propagation_flag("shared"), Some(MsFlags::MS_SHARED));
+    }
+}

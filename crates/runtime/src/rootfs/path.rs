@@ -1,0 +1,91 @@
+//! Resolving a container path inside the rootfs the way the container will see it: symlinks
+//! are followed relative to the rootfs, and `..` never climbs above it. A mount target such
+//! as `/etc/x -> /../../host/etc` therefore lands inside the rootfs, not on the host.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+const MAX_SYMLINKS: usize = 255;
+
+/// `root` joined with `unsafe_path`, with every symlink on the way resolved within `root`.
+/// Components that do not exist yet are appended as they are.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
+    let mut pending: Vec<std::ffi::OsString> = components(unsafe_path);
+    pending.reverse();
+    let mut resolved = PathBuf::new(); // relative to root
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = root.join(&resolved).join(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(Error::Config(format!(
+                        "too many levels of symbolic links resolving {} in {}",
+                        unsafe_path.display(),
+                        root.display()
+                    )));
+                }
+                let target = std::fs::read_link(&candidate)
+                    .map_err(|e| Error::io("readlink", &candidate, e))?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut more = components(&target);
+                more.reverse();
+                pending.extend(more);
+            }
+            _ => resolved.push(part),
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// The normal components of a path (`.` and root dropped, `..` kept).
+fn components(p: &Path) -> Vec<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        symlink("/a", root.join("abs")).unwrap();
+        symlink("../../../../etc", root.join("a/up")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(
+            secure_join(root, Path::new("/abs/b")).unwrap(),
+            root.join("a/b")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/a/up/x")).unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/../../x")).unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/new/dir")).unwrap(),
+            root.join("new/dir")
+        );
+        assert!(secure_join(root, Path::new("/loop")).is_err());
+    }
+}

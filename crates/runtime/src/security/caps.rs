@@ -1,0 +1,122 @@
+//! The five capability sets of `process.capabilities`.
+//!
+//! The bounding set is cut while we still have CAP_SETPCAP (before the uid changes); the
+//! effective, permitted and inheritable sets are then set with one capset(2), so that no
+//! intermediate state breaks the kernel's subset rules, and the ambient set last (it needs
+//! its capabilities in both permitted and inheritable).
+
+use ::caps::{CapSet, Capability as Cap, CapsHashSet};
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
+
+use crate::error::{Error, Result};
+
+/// The kernel's number of an OCI capability.
+pub fn number(c: &Capability) -> Result<u8> {
+    let name = format!("CAP_{c}");
+    name.parse::<Cap>()
+        .map(|c| c.index())
+        .map_err(|_| Error::Config(format!("unknown capability {name:?}")))
+}
+
+fn to_set(caps: Option<&Capabilities>) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for c in caps.into_iter().flatten() {
+        let name = format!("CAP_{c}");
+        out.insert(
+            name.parse::<Cap>()
+                .map_err(|_| Error::Config(format!("unknown capability {name:?}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Removes from the bounding set every capability the config does not list. Capabilities
+/// the running kernel does not know are skipped; without a `capabilities` object nothing
+/// changes (the OCI default).
+pub fn drop_bounding(caps: Option<&LinuxCapabilities>) -> Result<()> {
+    let Some(caps) = caps else { return Ok(()) };
+    let keep = to_set(caps.bounding().as_ref())?;
+    for cap in ::caps::runtime::thread_all_supported() {
+        if !keep.contains(&cap) {
+            ::caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| Error::Init(format!("drop {cap} from the bounding set: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets effective, permitted, inheritable (one capset) and then ambient.
+pub fn apply(caps: Option<&LinuxCapabilities>) -> Result<()> {
+    let Some(caps) = caps else { return Ok(()) };
+    let supported = ::caps::runtime::thread_all_supported();
+    let mask = |set: CapsHashSet| -> [u32; 2] {
+        let mut words = [0u32; 2];
+        for c in set.intersection(&supported) {
+            let i = c.index() as usize;
+            words[i / 32] |= 1 << (i % 32);
+        }
+        words
+    };
+    let eff = mask(to_set(caps.effective().as_ref())?);
+    let perm = mask(to_set(caps.permitted().as_ref())?);
+    let inh = mask(to_set(caps.inheritable().as_ref())?);
+    capset(eff, perm, inh)?;
+
+    let ambient = to_set(caps.ambient().as_ref())?;
+    if !ambient.is_empty() {
+        for cap in ambient.intersection(&supported) {
+            ::caps::raise(None, CapSet::Ambient, *cap)
+                .map_err(|e| Error::Init(format!("raise {cap} in the ambient set: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn capset(eff: [u32; 2], perm: [u32; 2], inh: [u32; 2]) -> Result<()> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [0, 1].map(|i| CapData {
+        effective: eff[i],
+        permitted: perm[i],
+        inheritable: inh[i],
+    });
+    // SAFETY: header and data are the v3 layout capset(2) expects (two data words).
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if r != 0 {
+        return Err(Error::sys(
+            "capset (effective must be a subset of permitted)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_follow_the_kernel() {
+        assert_eq!(number(&Capability::Chown).unwrap(), 0);
+        assert_eq!(number(&Capability::SysAdmin).unwrap(), 21);
+        assert_eq!(number(&Capability::NetBindService).unwrap(), 10);
+    }
+}

@@ -1,0 +1,33 @@
+//! What the process is allowed to do once it runs: its capabilities, rlimits, user and
+//! groups, no_new_privs and OOM score. Each function changes the calling process only, and
+//! names what failed.
+
+pub mod caps;
+pub mod rlimits;
+pub mod user;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Sets the kernel's OOM score adjustment (-1000..=1000) of the calling process.
+pub fn set_oom_score_adj(adj: i32) -> Result<()> {
+    if !(-1000..=1000).contains(&adj) {
+        return Err(Error::Config(format!(
+            "process.oomScoreAdj {adj} is outside -1000..1000"
+        )));
+    }
+    std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        .ctx("write", "/proc/self/oom_score_adj")
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS): exec can no longer grant privileges (setuid bits, file caps).
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(Error::sys(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
+}
