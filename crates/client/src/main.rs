@@ -127,28 +127,14 @@ impl Session {
 
 /// Prints a job's output as it comes; its exit status.
 fn stream_output(stream: warden_client::JobStream<'_>, json: bool) -> Result<u32> {
-    let mut printed = Ok(());
-    let last = stream.for_each_output(|name, data| {
-        if printed.is_ok() {
-            printed = if json {
-                output::print_chunk(
-                    &warden_client::StreamResponse {
-                        name: Some(name.to_string()),
-                        data: Some(data.to_vec()),
-                        ..Default::default()
-                    },
-                    true,
-                )
-            } else {
-                output::write_output(name, data)
-            };
+    for chunk in stream {
+        let chunk = chunk?;
+        output::print_chunk(&chunk, json)?;
+        if let Some(status) = chunk.exit_status {
+            return Ok(status);
         }
-    })?;
-    printed?;
-    if json {
-        output::print_chunk(&last, true)?;
     }
-    Ok(last.exit_status())
+    anyhow::bail!("the job's output ended without an exit status")
 }
 
 fn help(command: Option<&str>) -> Result<String> {

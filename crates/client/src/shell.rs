@@ -30,7 +30,7 @@ fn history_path() -> Option<PathBuf> {
 pub fn run(mut session: Session) -> Result<()> {
     let config = Config::builder()
         .completion_type(CompletionType::List)
-        .auto_add_history(true)
+        .history_ignore_dups(true)?
         .build();
     let mut editor: Editor<WardenHelper, DefaultHistory> = Editor::with_config(config)?;
     editor.set_helper(Some(WardenHelper));
@@ -49,6 +49,10 @@ pub fn run(mut session: Session) -> Result<()> {
                 return Err(e.into());
             }
         };
+        if !line.trim().is_empty() {
+            // Added by hand: rustyline's auto_add_history skips lines read from a non-tty.
+            let _ = editor.add_history_entry(line.as_str());
+        }
         let words = match split_words(&line) {
             Ok(words) => words,
             Err(e) => {
