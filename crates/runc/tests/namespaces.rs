@@ -1,0 +1,131 @@
+//! Namespaces beyond the defaults: a user namespace with id mappings, and namespaces joined
+//! by path (another container's), which the joining container then shares.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use serde_json::json;
+
+fn ns_inode(pid: i32, ns: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
+    let env = Env::new("userns");
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            s["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            s["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            s["process"]["args"] = json!([
+                "sh",
+                "-c",
+                "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; \
+                 stat -c %u /bin/busybox; echo x > /proc/sys/kernel/hostname 2>/dev/null \
+                 || echo sysctl-denied"
+            ]);
+        })
+        .ok();
+    let lines: Vec<String> = out
+        .lines()
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "0",
+            "0",
+            "0 200000 65536",
+            "0 200000 65536",
+            // The host's root owns the rootfs, and is not mapped: the overflow uid.
+            "65534",
+            "sysctl-denied",
+        ],
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn user_namespace_without_mappings_is_refused() {
+    let env = Env::new("userns-nomap");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+    env.create(&id, &b)
+        .fails_with("a new user namespace needs uidMappings and gidMappings");
+    env.assert_clean(&id);
+}
+
+#[test]
+fn namespaces_joined_by_path_are_shared() {
+    let env = Env::new("ns-join");
+    let first = env.created(|s| {
+        s["hostname"] = "ns-first".into();
+        s["process"]["args"] = json!(["sleep", "30"]);
+    });
+    env.runc(&["start", &first]).ok();
+    let pid = env.state(&first)["pid"].as_i64().unwrap() as i32;
+
+    let out = env
+        .run_container(&[], |s| {
+            s.as_object_mut().unwrap().remove("hostname");
+            for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+                let typ = ns["type"].as_str().unwrap().to_string();
+                let proc_name = match typ.as_str() {
+                    "network" => "net",
+                    "uts" => "uts",
+                    "ipc" => "ipc",
+                    _ => continue,
+                };
+                ns["path"] = json!(format!("/proc/{pid}/ns/{proc_name}"));
+            }
+            s["process"]["args"] = json!([
+                "sh",
+                "-c",
+                "hostname; for n in net uts ipc pid; do readlink /proc/self/ns/$n; done"
+            ]);
+        })
+        .ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "ns-first", "{}", out.describe());
+    assert_eq!(lines[1], ns_inode(pid, "net"));
+    assert_eq!(lines[2], ns_inode(pid, "uts"));
+    assert_eq!(lines[3], ns_inode(pid, "ipc"));
+    // Not joined: its own pid namespace.
+    assert_ne!(lines[4], ns_inode(pid, "pid"));
+
+    env.runc(&["delete", "--force", &first]).ok();
+    env.assert_clean(&first);
+}
+
+#[test]
+fn joining_a_namespace_path_that_does_not_exist_fails_cleanly() {
+    let env = Env::new("ns-badpath");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!("/proc/999999999/ns/net");
+            }
+        }
+    });
+    env.create(&id, &b).fails_with("/proc/999999999/ns/net");
+    env.assert_clean(&id);
+}
