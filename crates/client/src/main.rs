@@ -65,6 +65,10 @@ impl Session {
             print!("{}", help(words.get(1).map(String::as_str))?);
             return Ok(0);
         }
+        if words.len() > 1 && words[1..].iter().any(|w| w == "--help" || w == "-h") {
+            print!("{}", help(Some(&words[0]))?);
+            return Ok(0);
+        }
         let request = parse_command(words)?;
         let result = self.send(request);
         if let Err(e) = &result {

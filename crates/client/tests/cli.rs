@@ -459,11 +459,27 @@ fn the_shell_works_without_home_and_survives_argument_errors() {
     let run = shell(
         &server,
         None,
-        "create --grace_time abc\necho 'unclosed\nping\n",
+        "create --grace_time abc\necho 'unclosed\nstop --handle hangup\nping\n",
     );
     assert_eq!(run.code, 0);
     assert!(run.stderr.contains("--grace_time"));
     assert!(run.stderr.contains("unterminated ' quote"));
+    // The server hung up on `stop`; the shell reconnects for `ping`.
+    assert!(
+        run.stderr
+            .contains("closed the connection before answering StopRequest"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.contains("pong\n"));
-    assert_eq!(server.requests(), [Request::Ping(PingRequest {})]);
+    assert_eq!(
+        server.requests(),
+        [
+            Request::Stop(StopRequest {
+                handle: "hangup".into(),
+                ..Default::default()
+            }),
+            Request::Ping(PingRequest {})
+        ]
+    );
 }
