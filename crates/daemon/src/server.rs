@@ -18,20 +18,20 @@
 //! finishes it, writes the reply, then closes (frames queued behind it are not served). After
 //! `shutdown_timeout` whatever still runs is abandoned.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use warden_protocol::frame::encode_frame;
 use warden_protocol::{Error as ProtocolError, Response, ServerCodec};
@@ -83,7 +83,12 @@ struct Shared<H> {
     handler: H,
     options: ServerOptions,
     next_request: AtomicU64,
-    shutdown: CancellationToken,
+    /// Set when the shutdown begins: the per-request check, without a lock.
+    shutting_down: AtomicBool,
+    /// Each open connection's shutdown signal, dropped (which wakes the connection) when the
+    /// shutdown begins. A oneshot per connection costs no lock per request, unlike a shared
+    /// token or Notify would.
+    closers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
 }
 
 /// Serves `listener` with `handler` until `shutdown` completes, then drains (see the module
@@ -98,7 +103,8 @@ pub async fn serve<H: Handler>(
         handler,
         options,
         next_request: AtomicU64::new(1),
-        shutdown: CancellationToken::new(),
+        shutting_down: AtomicBool::new(false),
+        closers: Mutex::new(HashMap::new()),
     });
     // Every connection task holds a clone of `alive`; recv() returns None once all are gone.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
@@ -120,10 +126,13 @@ pub async fn serve<H: Handler>(
                     cred.as_ref().and_then(|c| c.pid()),
                     cred.as_ref().map(|c| c.uid()),
                 );
+                let (closer, closed) = oneshot::channel();
+                lock(&shared.closers).insert(id, closer);
                 let shared = shared.clone();
                 let alive = alive.clone();
                 tokio::spawn(async move {
-                    connection(stream, ctx, shared).await;
+                    connection(stream, ctx, closed, &shared).await;
+                    lock(&shared.closers).remove(&id);
                     drop(alive);
                 });
             }
@@ -143,7 +152,8 @@ pub async fn serve<H: Handler>(
         connections,
         "shutting down: no longer accepting connections"
     );
-    shared.shutdown.cancel();
+    shared.shutting_down.store(true, Ordering::SeqCst);
+    drop(std::mem::take(&mut *lock(&shared.closers)));
     drop(alive);
     let timeout = shared.options.shutdown_timeout;
     let timed_out = tokio::time::timeout(timeout, all_done.recv())
@@ -182,10 +192,15 @@ enum End {
     Io(io::Error),
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn connection<H: Handler>(
     stream: UnixStream,
     ctx: ConnectionContext,
-    shared: Arc<Shared<H>>,
+    closed: oneshot::Receiver<()>,
+    shared: &Shared<H>,
 ) {
     let span = tracing::info_span!("conn", conn = ctx.id());
     async {
@@ -197,7 +212,7 @@ async fn connection<H: Handler>(
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
         };
-        let end = conn.run(&ctx, &shared).await;
+        let end = conn.run(&ctx, shared, closed).await;
         match &end {
             End::Closed | End::Shutdown => tracing::debug!(?end, "disconnected"),
             End::Framing(e) => tracing::info!(error = %e, "closing the connection"),
@@ -217,7 +232,12 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<H: Handler>(&mut self, ctx: &ConnectionContext, shared: &Shared<H>) -> End {
+    async fn run<H: Handler>(
+        &mut self,
+        ctx: &ConnectionContext,
+        shared: &Shared<H>,
+        mut closed: oneshot::Receiver<()>,
+    ) -> End {
         let mut eof = false;
         loop {
             let item = if eof {
@@ -230,7 +250,7 @@ impl Conn {
                     if let Err(e) = self.request(ctx, shared, request).await {
                         return End::Io(e);
                     }
-                    if shared.shutdown.is_cancelled() {
+                    if shared.shutting_down.load(Ordering::Relaxed) {
                         return match self.flush().await {
                             Ok(()) => End::Shutdown,
                             Err(e) => End::Io(e),
@@ -251,7 +271,7 @@ impl Conn {
                     if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {
                         self.rbuf = BytesMut::new();
                     }
-                    match self.read(&shared.shutdown).await {
+                    match self.read(&mut closed).await {
                         Ok(Some(0)) => eof = true,
                         Ok(Some(_)) => {}
                         Ok(None) => return End::Shutdown,
@@ -264,12 +284,12 @@ impl Conn {
     }
 
     /// Waits for bytes (or shutdown: `None`) and appends what arrived to the read buffer.
-    async fn read(&mut self, shutdown: &CancellationToken) -> io::Result<Option<usize>> {
+    async fn read(&mut self, closed: &mut oneshot::Receiver<()>) -> io::Result<Option<usize>> {
         loop {
             tokio::select! {
                 biased;
+                _ = &mut *closed => return Ok(None),
                 ready = self.stream.readable() => ready?,
-                () = shutdown.cancelled() => return Ok(None),
             }
             // The buffer is only allocated once there is something to read: an idle
             // connection costs no buffer.
