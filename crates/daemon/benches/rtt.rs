@@ -68,6 +68,7 @@ fn start_daemon() -> Daemon {
         .args(&extra)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("wardend.log")).unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
