@@ -206,3 +206,69 @@ fn health_check_answers_200() {
     s.read_to_end(&mut out).unwrap();
     assert_eq!(out, b"HTTP/1.1 200 OK\r\n");
 }
+
+#[test]
+fn logs_go_to_logging_file_with_request_spans_at_debug() {
+    let dir = tempdir();
+    let socket = dir.path().join("w.sock");
+    let log = dir.path().join("wardend.log");
+    let config = format!(
+        "health_check_server:\n  port: 0\nlogging:\n  level: debug1\n  file: {}\nserver:\n  container_klass: Warden::Container::Linux\n",
+        log.display()
+    );
+    let mut d = Daemon::spawn_in(dir, socket, &config, &[]);
+    d.wait_ready();
+    let mut c = d.connect();
+    let create = warden_protocol::CreateRequest::default();
+    assert!(c.call(create).is_error());
+    assert_eq!(d.signal_and_wait(libc::SIGTERM).code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("wardend listening"), "{text}");
+    // An error reply is logged at debug in the request's span: conn id, request id, type.
+    let line = text
+        .lines()
+        .find(|l| l.contains("reply") && l.contains("CreateRequest"))
+        .unwrap_or_else(|| panic!("no reply line in:\n{text}"));
+    assert!(line.contains("conn{conn="), "{line}");
+    assert!(line.contains("request{req="), "{line}");
+    assert!(!text.contains('\x1b'), "no colour codes in a log file");
+}
+
+#[test]
+fn rust_log_overrides_the_configured_level() {
+    let dir = tempdir();
+    let socket = dir.path().join("w.sock");
+    let config_path = dir.path().join("c.yml");
+    std::fs::write(
+        &config_path,
+        "health_check_server:\n  port: 0\nlogging:\n  level: off\n",
+    )
+    .unwrap();
+    let child = Command::new(WARDEND)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--socket")
+        .arg(&socket)
+        .env("RUST_LOG", "trace")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wardend did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut c = common::Client::connect(&socket);
+    assert_eq!(c.call(PingRequest {}), PingResponse {}.into());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("PingRequest") && text.contains("reply"),
+        "{text}"
+    );
+}
