@@ -102,6 +102,9 @@ pub struct RawServer {
     pub max_payload: u64,
     /// Ours: seconds to let in-flight requests finish at SIGTERM/SIGINT.
     pub shutdown_timeout: f64,
+    /// Ours: the cgroup (under each hierarchy) that holds the containers' cgroups, so that
+    /// several daemons (and tests) can share a host.
+    pub cgroup_parent: String,
 }
 
 impl Default for RawServer {
@@ -121,6 +124,7 @@ impl Default for RawServer {
             syslog_socket: None,
             max_payload: warden_protocol::DEFAULT_MAX_PAYLOAD as u64,
             shutdown_timeout: 10.0,
+            cgroup_parent: "warden".into(),
         }
     }
 }
@@ -251,6 +255,8 @@ pub struct RawNetwork {
     pub allow_networks: Vec<String>,
     pub allow_host_access: bool,
     pub dns_servers: Vec<String>,
+    /// Ours: the prefix of the containers' interface names (`w-` gives `w-<id>-0`).
+    pub interface_prefix: String,
 }
 
 impl Default for RawNetwork {
@@ -264,6 +270,7 @@ impl Default for RawNetwork {
             allow_networks: Vec::new(),
             allow_host_access: false,
             dns_servers: Vec::new(),
+            interface_prefix: "w-".into(),
         }
     }
 }
@@ -410,6 +417,7 @@ pub struct ServerConfig {
     pub syslog_socket: Option<PathBuf>,
     pub max_payload: usize,
     pub shutdown_timeout: Duration,
+    pub cgroup_parent: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -428,6 +436,7 @@ pub struct NetworkConfig {
     pub allow_networks: Vec<Ipv4Cidr>,
     pub allow_host_access: bool,
     pub dns_servers: Vec<IpAddr>,
+    pub interface_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -645,6 +654,20 @@ fn resolve_network(raw: &RawNetwork) -> Result<NetworkConfig, ConfigError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Interface names are at most 15 bytes: prefix + 11-char container id + "-N".
+    let prefix = &raw.interface_prefix;
+    if prefix.is_empty()
+        || prefix.len() > 2
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(invalid(
+            "network.interface_prefix",
+            prefix,
+            "must be 1 or 2 characters of [A-Za-z0-9-] (names are <prefix><11-char id>-N, at most 15)",
+        ));
+    }
     Ok(NetworkConfig {
         pool_network,
         release_delay: seconds("network.release_delay", raw.release_delay)?,
@@ -652,6 +675,7 @@ fn resolve_network(raw: &RawNetwork) -> Result<NetworkConfig, ConfigError> {
         allow_networks,
         allow_host_access: raw.allow_host_access,
         dns_servers,
+        interface_prefix: raw.interface_prefix.clone(),
     })
 }
 
@@ -744,6 +768,17 @@ impl Config {
         if let Some(p) = &s.pidfile {
             non_empty_path("server.pidfile", p)?;
         }
+        let parent_ok = !s.cgroup_parent.is_empty()
+            && s.cgroup_parent
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !parent_ok {
+            return Err(invalid(
+                "server.cgroup_parent",
+                &s.cgroup_parent,
+                "must be a relative cgroup path such as warden or a/b",
+            ));
+        }
         if s.max_payload < 64 || s.max_payload > MAX_PAYLOAD_LIMIT {
             return Err(invalid(
                 "server.max_payload",
@@ -765,6 +800,7 @@ impl Config {
             syslog_socket: s.syslog_socket.clone(),
             max_payload: s.max_payload as usize,
             shutdown_timeout: seconds("server.shutdown_timeout", s.shutdown_timeout)?,
+            cgroup_parent: s.cgroup_parent.clone(),
         };
         Ok(Config {
             server,

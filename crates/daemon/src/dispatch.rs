@@ -1,5 +1,6 @@
 //! The daemon's [`Handler`]: answers ping, echo and list itself; container requests go to the
-//! container manager (not there yet: they are answered `<Name> is not implemented yet`).
+//! container manager ([`crate::manager::Manager`], which uses this for the requests above). On
+//! its own (tests of the server), container requests are answered `<Name> is not implemented yet`.
 
 use std::sync::Arc;
 

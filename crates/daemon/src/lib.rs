@@ -12,11 +12,17 @@
 //! See docs/daemon.md.
 
 pub mod config;
+pub mod container;
+pub mod copy;
 pub mod dispatch;
 pub mod handler;
 pub mod health;
+pub mod jobs;
 pub mod listen;
 pub mod logging;
+pub mod manager;
+pub mod net;
+pub mod pool;
 pub mod registry;
 pub mod server;
 

@@ -9,9 +9,8 @@ use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
 use warden_daemon::config::{Config, Host, Overrides};
-use warden_daemon::dispatch::Dispatcher;
 use warden_daemon::listen::{bind_unix, Pidfile};
-use warden_daemon::registry::Registry;
+use warden_daemon::manager::Manager;
 use warden_daemon::server::{serve, ServerOptions};
 use warden_daemon::{health, logging};
 
@@ -40,6 +39,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The single-threaded helpers wardend re-executes itself as, before any thread starts.
+    if let Some(code) = warden_daemon::jobs::keeper::main_if_keeper() {
+        std::process::exit(code);
+    }
+    if let Some(code) = warden_daemon::container::runtime::main_if_create() {
+        return ExitCode::from(code as u8);
+    }
     let args = Args::parse();
     let overrides = Overrides {
         socket: args.socket.clone(),
@@ -135,7 +141,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         "wardend listening"
     );
 
-    let registry: Arc<Registry<()>> = Arc::new(Registry::new());
+    let exe = std::env::current_exe().context("cannot find wardend's own executable")?;
+    let manager = Manager::start(config.clone(), exe).await?;
     let options = ServerOptions {
         max_payload: server.max_payload,
         shutdown_timeout: server.shutdown_timeout,
@@ -149,7 +156,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         // New clients get ECONNREFUSED/ENOENT from now on, not a socket nobody serves.
         socket_file.remove();
     };
-    let report = serve(listener, Dispatcher::new(registry), options, shutdown).await;
+    let report = serve(listener, ArcHandler(manager), options, shutdown).await;
     if let Some(h) = health {
         h.abort();
     }
@@ -160,4 +167,23 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         "wardend stopped"
     );
     Ok(())
+}
+
+/// The server takes its handler by value; the manager is shared with its own timers.
+struct ArcHandler(Arc<Manager>);
+
+impl warden_daemon::Handler for ArcHandler {
+    async fn on_connect(&self, conn: &warden_daemon::ConnectionContext) {
+        self.0.on_connect(conn).await
+    }
+    async fn handle(
+        &self,
+        ctx: &warden_daemon::RequestContext<'_>,
+        request: warden_protocol::Request,
+    ) -> warden_daemon::Reply {
+        self.0.handle(ctx, request).await
+    }
+    async fn on_disconnect(&self, conn: &warden_daemon::ConnectionContext) {
+        self.0.on_disconnect(conn).await
+    }
 }

@@ -1,0 +1,91 @@
+//! The OCI bundle of a container: `<dir>/config.json`, runc's default spec folded over a few
+//! rules (guardian's bundler does the same): our init as the process, the overlay as the
+//! root, the hostname, the network namespace made beforehand, the cgroup, bind mounts.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::Error;
+
+/// Where the init binary is bound inside every container.
+pub const INIT_PATH: &str = "/.warden/init";
+
+pub struct BindMount {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub read_only: bool,
+}
+
+pub struct BundleSpec<'a> {
+    pub id: &'a str,
+    pub rootfs: &'a Path,
+    pub netns: &'a Path,
+    pub cgroups_path: String,
+    pub init: &'a Path,
+    pub bind_mounts: &'a [BindMount],
+}
+
+/// The config.json document.
+pub fn config(b: &BundleSpec) -> Value {
+    let mut spec = warden_runtime::spec::default_spec(None);
+    spec["ociVersion"] = json!("1.2.0");
+    spec["root"] = json!({"path": b.rootfs, "readonly": false});
+    spec["hostname"] = json!(b.id);
+    let process = &mut spec["process"];
+    process["terminal"] = json!(false);
+    process["args"] = json!([INIT_PATH]);
+    process["cwd"] = json!("/");
+    process["noNewPrivileges"] = json!(true);
+    // What a privileged job (root) may do: Docker's default set. Unprivileged jobs run as
+    // the container's user with no capabilities at all.
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
+    ]);
+    process["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []
+    });
+    let linux = &mut spec["linux"];
+    linux["cgroupsPath"] = json!(b.cgroups_path);
+    linux["namespaces"] = json!([
+        {"type": "pid"},
+        {"type": "ipc"},
+        {"type": "uts"},
+        {"type": "mount"},
+        {"type": "cgroup"},
+        {"type": "network", "path": b.netns},
+    ]);
+    let mounts = spec["mounts"]
+        .as_array_mut()
+        .expect("the default spec has mounts");
+    mounts.push(json!({
+        "destination": INIT_PATH, "type": "bind", "source": b.init,
+        "options": ["bind", "ro", "nosuid", "nodev"]
+    }));
+    for m in b.bind_mounts {
+        mounts.push(json!({
+            "destination": m.dst, "type": "bind", "source": m.src,
+            "options": ["rbind", if m.read_only { "ro" } else { "rw" }]
+        }));
+    }
+    spec
+}
+
+pub fn write(dir: &Path, config: &Value) -> Result<(), Error> {
+    let path = dir.join("config.json");
+    let text = serde_json::to_vec_pretty(config).expect("a JSON value serializes");
+    std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))
+}

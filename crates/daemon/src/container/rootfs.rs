@@ -1,0 +1,163 @@
+//! A container's root filesystem: the read-only base rootfs plus a writable overlay in the
+//! container's dir (`upper/`, `work/`, mounted at `rootfs/`), and the files Warden writes
+//! into it: /etc/hostname, /etc/hosts, /etc/resolv.conf, the `vcap` user and its home.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use warden_runtime::rootfs::path::secure_join;
+
+use super::Error;
+
+/// The container user's name, as in the original.
+pub const USER: &str = "vcap";
+
+pub fn rootfs_dir(container_dir: &Path) -> PathBuf {
+    container_dir.join("rootfs")
+}
+
+/// Mounts the overlay of `base` at `<dir>/rootfs`.
+pub fn mount_overlay(dir: &Path, base: &Path) -> Result<(), Error> {
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), rootfs_dir(dir));
+    for d in [&upper, &work, &merged] {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d)
+            .map_err(|e| Error::io("mkdir", d, e))?;
+    }
+    for p in [base, &upper, &work] {
+        let s = p.to_string_lossy();
+        if s.contains([',', ':', '\\']) {
+            return Err(Error::Invalid(format!(
+                "path {s} cannot be used in an overlay mount (it contains ',', ':' or '\\')"
+            )));
+        }
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        base.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| Error::Sys(format!("mount overlay at {}: {e}", merged.display())))
+}
+
+/// Unmounts the overlay; fine if it is not mounted.
+pub fn unmount_overlay(dir: &Path) -> Result<(), Error> {
+    let merged = rootfs_dir(dir);
+    match umount2(&merged, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::Sys(format!("unmount {}: {e}", merged.display()))),
+    }
+}
+
+/// What goes into the container's /etc.
+pub struct Identity<'a> {
+    pub hostname: &'a str,
+    pub container_ip: Ipv4Addr,
+    pub host_ip: Ipv4Addr,
+    pub uid: u32,
+    pub dns_servers: &'a [IpAddr],
+}
+
+fn write(root: &Path, path: &str, text: &str, mode: u32) -> Result<(), Error> {
+    let p = secure_join(root, Path::new(path)).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("mkdir", parent, e))?;
+    }
+    // Replace, never write through: the base may have a symlink or a hard link there.
+    let _ = std::fs::remove_file(&p);
+    std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("chmod", &p, e))
+}
+
+fn read(root: &Path, path: &str) -> String {
+    secure_join(root, Path::new(path))
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
+/// Writes hostname, hosts, resolv.conf and the user (account, group and home dir).
+pub fn write_identity(dir: &Path, id: &Identity) -> Result<(), Error> {
+    let root = rootfs_dir(dir);
+    write(&root, "/etc/hostname", &format!("{}\n", id.hostname), 0o644)?;
+    write(
+        &root,
+        "/etc/hosts",
+        &format!(
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n{} {}\n",
+            id.container_ip, id.hostname
+        ),
+        0o644,
+    )?;
+    write(&root, "/etc/resolv.conf", &resolv_conf(id), 0o644)?;
+
+    let uid = id.uid;
+    let strip = |text: String| -> String {
+        text.lines()
+            .filter(|l| {
+                let mut f = l.split(':');
+                let name = f.next();
+                let num = f.nth(1);
+                name != Some(USER) && num != Some(&uid.to_string())
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let passwd = strip(read(&root, "/etc/passwd"))
+        + &format!("{USER}:x:{uid}:{uid}::/home/{USER}:/bin/sh\n");
+    write(&root, "/etc/passwd", &passwd, 0o644)?;
+    let group = strip(read(&root, "/etc/group")) + &format!("{USER}:x:{uid}:\n");
+    write(&root, "/etc/group", &group, 0o644)?;
+
+    let home =
+        secure_join(&root, Path::new("/home/vcap")).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::create_dir_all(&home).map_err(|e| Error::io("mkdir", &home, e))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io("chmod", &home, e))?;
+    nix::unistd::chown(&home, Some(uid.into()), Some(uid.into()))
+        .map_err(|e| Error::Sys(format!("chown {}: {e}", home.display())))
+}
+
+/// resolv.conf: the configured DNS servers, else the host's, where a nameserver on the
+/// host's loopback (unreachable from the container) becomes the host's address on the veth.
+fn resolv_conf(id: &Identity) -> String {
+    if !id.dns_servers.is_empty() {
+        return id
+            .dns_servers
+            .iter()
+            .map(|s| format!("nameserver {s}\n"))
+            .collect();
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    host.lines()
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["nameserver", ip] if ip.starts_with("127.") => format!("nameserver {}\n", id.host_ip),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// The shell a job runs with: /bin/bash where the rootfs has it, else /bin/sh (busybox).
+pub fn job_shell(dir: &Path) -> &'static str {
+    let root = rootfs_dir(dir);
+    let has_bash = secure_join(&root, Path::new("/bin/bash"))
+        .map(|p| p.is_file())
+        .unwrap_or(false);
+    if has_bash {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
+}

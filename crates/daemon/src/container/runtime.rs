@@ -1,0 +1,173 @@
+//! Starting a container's init with our runtime library, which must run single-threaded
+//! (it clones without exec): the daemon re-executes its own binary as
+//! `wardend __warden_create <runtime root> <id> <bundle>` (before any thread starts), which
+//! creates and starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
+//! descriptor that the init does not inherit. The init's stdio is /dev/null.
+//!
+//! Kill, delete and state need no clone and run in the daemon (on blocking threads).
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use warden_runtime::{Container, CreateOptions};
+
+use super::Error;
+
+pub const CREATE_ARG: &str = "__warden_create";
+
+/// wardend's main calls this first: in create mode it does the work and returns the exit code.
+pub fn main_if_create() -> Option<i32> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(CREATE_ARG) {
+        return None;
+    }
+    let [_, _, root, id, bundle] = &args[..] else {
+        eprintln!("usage: wardend {CREATE_ARG} ROOT ID BUNDLE");
+        return Some(2);
+    };
+    // The result goes to a private copy of stdout; 0-2 become /dev/null for the init.
+    let result_fd =
+        match nix::fcntl::fcntl(std::io::stdout(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                eprintln!("dup stdout: {e}");
+                return Some(1);
+            }
+        };
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that we own.
+    let mut out = unsafe { std::fs::File::from_raw_fd(result_fd) };
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let null = null.into_raw_fd();
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which we own.
+            unsafe { libc::dup2(null, fd) };
+        }
+        // SAFETY: `null` is ours and no longer needed.
+        unsafe { libc::close(null) };
+    }
+    let result = create_and_start(Path::new(root), id, Path::new(bundle));
+    let (doc, code) = match result {
+        Ok(pid) => (serde_json::json!({ "pid": pid }), 0),
+        Err(e) => (serde_json::json!({ "error": e }), 1),
+    };
+    let _ = writeln!(out, "{doc}");
+    Some(code)
+}
+
+fn create_and_start(root: &Path, id: &str, bundle: &Path) -> Result<i32, String> {
+    let created = warden_runtime::create(&CreateOptions {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        root: root.to_path_buf(),
+        detach: true,
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let container = Container {
+        root: root.to_path_buf(),
+        state: created.state,
+    };
+    if let Err(e) = container.start() {
+        let msg = e.to_string();
+        let _ = container.delete(true);
+        return Err(msg);
+    }
+    Ok(created.init.as_raw())
+}
+
+/// Runs the create helper; returns the init's pid.
+pub async fn create(exe: &Path, root: &Path, id: &str, bundle: &Path) -> Result<i32, Error> {
+    let out = tokio::process::Command::new(exe)
+        .arg(CREATE_ARG)
+        .arg(root)
+        .arg(id)
+        .arg(bundle)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::io("run container create helper", exe, e))?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+        Error::Runtime(format!(
+            "container create helper exited with {} and no result",
+            out.status
+        ))
+    })?;
+    if let Some(pid) = doc["pid"].as_i64() {
+        return Ok(pid as i32);
+    }
+    Err(Error::Runtime(
+        doc["error"]
+            .as_str()
+            .unwrap_or("container create failed")
+            .to_string(),
+    ))
+}
+
+/// The runtime's view of a container, if it has one.
+pub fn load(root: &Path, id: &str) -> Option<Container> {
+    Container::load(root, id).ok()
+}
+
+/// Whether the container's init is alive (a zombie counts as dead).
+pub fn is_running(root: &Path, id: &str) -> bool {
+    load(root, id).is_some_and(|c| c.init_alive())
+}
+
+/// The pids in the container's cgroups but its init.
+pub fn job_pids(root: &Path, id: &str) -> Vec<i32> {
+    let Some(c) = load(root, id) else {
+        return vec![];
+    };
+    let init = c.state.pid;
+    c.pids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| *p != init)
+        .collect()
+}
+
+/// Sends `sig` to every process of the container but its init.
+pub fn signal_jobs(root: &Path, id: &str, sig: Signal) {
+    for pid in job_pids(root, id) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// Kills everything in the container and removes its runtime state and cgroups. Blocking;
+/// fine when the runtime has no such container.
+pub fn delete(root: &Path, id: &str) -> Result<(), Error> {
+    match Container::load(root, id) {
+        Ok(c) => c
+            .delete(true)
+            .map_err(|e| Error::Runtime(format!("delete container {id}: {e}"))),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The container's cgroup dir of `controller` (from the runtime's state).
+pub fn cgroup_dir(root: &Path, id: &str, controller: &str) -> Option<PathBuf> {
+    load(root, id).and_then(|c| c.state.cgroup_paths.get(controller).cloned())
+}
+
+/// Polls until the container has no process but its init, or `limit` passes.
+pub async fn wait_jobs_gone(root: &Path, id: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if job_pids(root, id).is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,45 @@
+//! `<container dir>/snapshot.json`: everything a restarted daemon needs to take a container
+//! back (SPEC 3.11; the format is ours). Written to a temp file and renamed, so a reader
+//! sees the old or the new document, never half of one.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Error, State};
+
+pub const FILE: &str = "snapshot.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub id: String,
+    pub handle: String,
+    pub state: State,
+    pub events: Vec<String>,
+    /// Seconds; None: no grace timer.
+    pub grace_time: Option<u64>,
+    /// The container's /30 (its network address).
+    pub network: std::net::Ipv4Addr,
+    pub uid: u32,
+    /// The base rootfs of the overlay.
+    pub rootfs: PathBuf,
+    /// The jobs not yet linked: their ids.
+    pub jobs: Vec<u32>,
+}
+
+impl Snapshot {
+    pub fn save(&self, dir: &Path) -> Result<(), Error> {
+        let tmp = dir.join(".snapshot.json.tmp");
+        let data = serde_json::to_vec_pretty(self).expect("a snapshot serializes");
+        std::fs::write(&tmp, data).map_err(|e| Error::io("write", &tmp, e))?;
+        let path = dir.join(FILE);
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
+    }
+
+    pub fn load(dir: &Path) -> Result<Snapshot, Error> {
+        let path = dir.join(FILE);
+        let data = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        serde_json::from_slice(&data)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
+}

@@ -1,0 +1,318 @@
+//! A real wardend with real containers: its own depot, socket, cgroup parent, interface
+//! prefix and /24 network pool per test, and a check that nothing it made is left on the
+//! host when the test ends (containers destroyed or not).
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use warden_client::Client;
+
+pub const WARDEND: &str = env!("CARGO_BIN_EXE_wardend");
+/// Test interfaces are `t-<id>-N`, never the production `w-`.
+pub const PREFIX: &str = "t-";
+
+/// The busybox rootfs (scripts/mkrootfs.sh), read-only.
+pub fn rootfs() -> PathBuf {
+    PathBuf::from(
+        std::env::var("WARDEN_TEST_ROOTFS").unwrap_or_else(|_| "/var/cache/warden/rootfs".into()),
+    )
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub struct Wardend {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub depot: PathBuf,
+    pub cgroup_parent: String,
+    pub pool: String,
+    config: PathBuf,
+    log: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Wardend {
+    /// Starts a daemon; `extra_server` and `extra` are YAML lines added to `server:` and at
+    /// the top level.
+    pub fn start(extra_server: &str, extra: &str) -> Wardend {
+        Self::start_pool(extra_server, extra, 24)
+    }
+
+    /// As `start`, with a network pool of this prefix length (24: 64 containers; 30: one).
+    pub fn start_pool(extra_server: &str, extra: &str, prefix_len: u8) -> Wardend {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let dir = tempfile::Builder::new()
+            .prefix("wardend-e2e")
+            .tempdir()
+            .unwrap();
+        let depot = dir.path().join("depot");
+        let cgroup_parent = format!("warden-e2e-{pid}-{n}");
+        // A /24 of 10.240.0.0/12 per test, from the pid and a counter.
+        let k = (pid.wrapping_mul(7) + n * 131) % 4096;
+        let pool = format!("10.{}.{}.0/{prefix_len}", 240 + k / 256, k % 256);
+        let socket = dir.path().join("w.sock");
+        let config = dir.path().join("wardend.yml");
+        let mut text = format!(
+            "server:\n  container_grace_time: null\n  container_rootfs_path: {}\n  cgroup_parent: {cgroup_parent}\n",
+            rootfs().display()
+        );
+        for l in extra_server.lines() {
+            text += &format!("  {l}\n");
+        }
+        text += &format!(
+            "health_check_server:\n  port: 0\nlogging:\n  level: debug\nnetwork:\n  pool_network: {pool}\n  interface_prefix: {PREFIX}\n  release_delay: 0\n"
+        );
+        text += extra;
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join("wardend.log");
+        let mut w = Wardend {
+            child: None,
+            socket,
+            depot,
+            cgroup_parent,
+            pool,
+            config,
+            log,
+            dir,
+            env: Vec::new(),
+        };
+        w.spawn();
+        w
+    }
+
+    /// (Re)starts the daemon process on the same config and depot.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(WARDEND)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--depot")
+            .arg(&self.depot)
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Client::connect(&self.socket).is_err() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(
+                !stat.is_empty() && !stat.contains(") Z "),
+                "wardend exited:\n{}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "wardend not ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns its code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().ok()?.code()
+    }
+
+    /// What of this daemon's is still on the host: depot dirs, mounts, cgroups, interfaces.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.depot) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !name.starts_with('.') {
+                    out.push(format!("depot dir {name}"));
+                }
+            }
+        }
+        let depot = self.depot.display().to_string();
+        for line in std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some(mp) = line.split(' ').nth(4) {
+                if mp.starts_with(&depot) {
+                    out.push(format!("mount {mp}"));
+                }
+            }
+        }
+        for ctrl in [
+            "memory", "cpu", "cpuacct", "pids", "devices", "freezer", "cpuset", "blkio",
+        ] {
+            let parent = Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join(&self.cgroup_parent);
+            if let Ok(entries) = std::fs::read_dir(&parent) {
+                for e in entries.flatten() {
+                    if e.path().is_dir() {
+                        out.push(format!("cgroup {}", e.path().display()));
+                    }
+                }
+            }
+        }
+        out.extend(
+            self.interfaces()
+                .into_iter()
+                .map(|i| format!("interface {i}")),
+        );
+        out
+    }
+
+    /// This daemon's interfaces on the host: `t-<id>-N` of a container id it logged.
+    pub fn interfaces(&self) -> Vec<String> {
+        let ids = self.ids_seen();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(rest) = name.strip_prefix(PREFIX) {
+                let id = rest.split('-').next().unwrap_or_default();
+                if ids.iter().any(|s| s == id) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+
+    fn ids_seen(&self) -> Vec<String> {
+        // Ids appear in the log of every create.
+        let log = self.log_text();
+        log.split("id=")
+            .skip(1)
+            .filter_map(|s| s.get(..11))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[track_caller]
+    pub fn assert_clean(&self) {
+        let left = self.leftovers();
+        assert!(
+            left.is_empty(),
+            "left on the host: {left:#?}\n{}",
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for Wardend {
+    fn drop(&mut self) {
+        // Destroy whatever the test left, then stop the daemon, then remove the cgroup
+        // parents it made.
+        if self.child.is_some() {
+            if let Ok(mut c) = Client::connect(&self.socket) {
+                for h in c.list().map(|l| l.handles).unwrap_or_default() {
+                    let _ = c.destroy(warden_protocol::DestroyRequest { handle: h });
+                }
+            }
+        }
+        self.kill9();
+        for ctrl in [
+            "memory",
+            "cpu",
+            "cpuacct",
+            "pids",
+            "devices",
+            "freezer",
+            "cpuset",
+            "blkio",
+            "systemd",
+            "unified",
+            "net_cls",
+            "perf_event",
+            "hugetlb",
+            "net_prio",
+            "rdma",
+            "misc",
+        ] {
+            let parent = Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join(&self.cgroup_parent);
+            let _ = std::fs::remove_dir(parent);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- wardend log\n{}", self.log_text());
+        }
+    }
+}
+
+/// `handle` of a new container.
+pub fn create(c: &mut Client) -> String {
+    c.create(Default::default()).unwrap().handle
+}
+
+/// Runs `script` in `handle`; (exit, stdout, stderr).
+pub fn run(c: &mut Client, handle: &str, script: &str) -> (u32, String, String) {
+    run_as(c, handle, script, false)
+}
+
+pub fn run_as(
+    c: &mut Client,
+    handle: &str,
+    script: &str,
+    privileged: bool,
+) -> (u32, String, String) {
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: handle.into(),
+            script: script.into(),
+            privileged: Some(privileged),
+            ..Default::default()
+        })
+        .unwrap();
+    (
+        r.exit_status.unwrap_or(u32::MAX),
+        String::from_utf8_lossy(&r.stdout.unwrap_or_default()).into(),
+        String::from_utf8_lossy(&r.stderr.unwrap_or_default()).into(),
+    )
+}
+
+/// The server's message of a failed call.
+pub fn server_error<T: std::fmt::Debug>(r: Result<T, warden_client::Error>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e
+            .server_message()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
