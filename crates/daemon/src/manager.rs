@@ -590,8 +590,9 @@ impl Manager {
         let mut inner = c.inner.lock().await;
         // Only the first linker removes the job; the others still get its result.
         if inner.jobs.remove(&job_id).is_some() {
-            if let Some(err) = &result.error {
-                inner.events.push(err.clone());
+            // The container's events are the protocol's (SPEC 4): only the output limit.
+            if result.error.as_deref() == Some(jobs::OUTPUT_LIMIT_ERROR) {
+                inner.events.push(jobs::OUTPUT_LIMIT_ERROR.to_string());
             }
             c.save(&inner);
             jobs::remove(&dir);

@@ -1,0 +1,202 @@
+//! A daemon that dies (kill -9) or stops (SIGTERM) loses nothing: the next one finds every
+//! container, every job's full output and status, continues the job ids, and tears down what
+//! cannot be recovered.
+
+mod wardend;
+
+use std::time::{Duration, Instant};
+
+use warden_protocol::{
+    DestroyRequest, InfoRequest, LinkRequest, SpawnRequest, StopRequest, StreamRequest,
+};
+use wardend::*;
+
+fn spawn(c: &mut warden_client::Client, h: &str, script: &str) -> u32 {
+    c.spawn(SpawnRequest {
+        handle: h.into(),
+        script: script.into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .job_id
+}
+
+fn container_id(c: &mut warden_client::Client, h: &str) -> String {
+    let path = c
+        .info(InfoRequest { handle: h.into() })
+        .unwrap()
+        .container_path
+        .unwrap();
+    path.rsplit('/').next().unwrap().to_string()
+}
+
+#[test]
+fn kill_9_loses_no_container_job_or_output() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let a = create(&mut c);
+    let b = create(&mut c);
+    let doomed = create(&mut c);
+    let stopped = create(&mut c);
+    c.stop(StopRequest {
+        handle: stopped.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    // A job writing as the daemon dies, and one that finished before it died.
+    let running = spawn(
+        &mut c,
+        &a,
+        "i=0; while [ $i -lt 40 ]; do echo line$i; echo err$i >&2; i=$((i+1)); sleep 0.05; done; exit 5",
+    );
+    let finished = spawn(&mut c, &b, "echo fin; exit 2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .info(InfoRequest { handle: b.clone() })
+        .unwrap()
+        .job_ids
+        .contains(&u64::from(finished))
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let doomed_id = container_id(&mut c, &doomed);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    w.kill9();
+
+    // While no daemon runs, one container's init dies: it cannot be recovered.
+    let state = w
+        .depot
+        .join(&doomed_id)
+        .join("run")
+        .join(&doomed_id)
+        .join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let init = state["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+
+    w.spawn();
+    let mut c = w.client();
+    let mut handles = c.list().unwrap().handles;
+    handles.sort();
+    let mut want = vec![a.clone(), b.clone(), stopped.clone()];
+    want.sort();
+    assert_eq!(handles, want, "{}", w.log_text());
+    assert!(
+        !w.depot.join(&doomed_id).exists(),
+        "the unrecoverable container's dir is still there"
+    );
+    assert!(
+        !w.interfaces().iter().any(|i| i.contains(&doomed_id)),
+        "{:?}",
+        w.interfaces()
+    );
+    assert_eq!(
+        c.info(InfoRequest {
+            handle: stopped.clone()
+        })
+        .unwrap()
+        .state
+        .as_deref(),
+        Some("stopped")
+    );
+
+    // Two followers of the job that was running: the stream and the link get it all.
+    let mut out = Vec::new();
+    let mut exit = None;
+    for r in c
+        .stream(StreamRequest {
+            handle: a.clone(),
+            job_id: running,
+        })
+        .unwrap()
+    {
+        let r = r.unwrap();
+        if r.name.as_deref() == Some("stdout") {
+            out.extend(r.data.unwrap());
+        }
+        if r.exit_status.is_some() {
+            exit = r.exit_status;
+        }
+    }
+    let want_out: String = (0..40).map(|i| format!("line{i}\n")).collect();
+    assert_eq!(String::from_utf8(out).unwrap(), want_out);
+    assert_eq!(exit, Some(5));
+
+    let l = c
+        .link(LinkRequest {
+            handle: b.clone(),
+            job_id: finished,
+        })
+        .unwrap();
+    assert_eq!(l.exit_status, Some(2));
+    assert_eq!(l.stdout.as_deref(), Some(&b"fin\n"[..]));
+
+    // New jobs run, and their ids continue past the recovered ones.
+    let next = spawn(&mut c, &a, "echo again");
+    assert!(next > running.max(finished), "{next}");
+    let l = c
+        .link(LinkRequest {
+            handle: a.clone(),
+            job_id: next,
+        })
+        .unwrap();
+    assert_eq!(l.stdout.as_deref(), Some(&b"again\n"[..]));
+
+    for h in [a, b, stopped] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.assert_clean();
+}
+
+#[test]
+fn sigterm_leaves_containers_running_for_the_next_daemon() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let job = spawn(&mut c, &h, "sleep 1; echo survived");
+    drop(c);
+    assert_eq!(w.terminate(), Some(0));
+    w.spawn();
+    let mut c = w.client();
+    assert_eq!(c.list().unwrap().handles, vec![h.clone()]);
+    let l = c
+        .link(LinkRequest {
+            handle: h.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.exit_status, Some(0));
+    assert_eq!(l.stdout.as_deref(), Some(&b"survived\n"[..]));
+    let (code, out, _) = run(&mut c, &h, "echo still here");
+    assert_eq!((code, out.as_str()), (0, "still here\n"));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+#[test]
+fn a_recovered_container_with_a_grace_time_is_reaped() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    c.create(warden_protocol::CreateRequest {
+        grace_time: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    drop(c);
+    w.kill9();
+    // The next daemon starts the timer at startup (SPEC 3.3); nobody connects.
+    w.spawn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !w.leftovers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "not reaped: {:?}\n{}",
+            w.leftovers(),
+            w.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
