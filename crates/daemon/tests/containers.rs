@@ -497,3 +497,43 @@ fn a_create_failing_at_any_step_leaves_nothing() {
         w.assert_clean();
     }
 }
+
+#[test]
+fn output_over_the_limit_is_cut_and_recorded() {
+    let w = Wardend::start("job_output_limit: 4096", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let (code, out, _) = run(&mut c, &h, "yes hello | head -c 100000; echo unreachable >&2");
+    assert_eq!(code, 255);
+    assert!(out.len() <= 4096 && out.len() >= 4000, "{}", out.len());
+    let events = info(&mut c, &h).events;
+    assert_eq!(events, vec!["command exceeded maximum output".to_string()]);
+
+    // discard_output: nothing kept, and the limit never triggers.
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: h.clone(),
+            script: "yes hello | head -c 100000; exit 4".into(),
+            discard_output: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.exit_status, Some(4));
+    assert!(r.stdout.unwrap_or_default().is_empty());
+
+    // Request rlimits reach the job.
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: h.clone(),
+            script: "ulimit -n".into(),
+            rlimits: Some(warden_protocol::ResourceLimits {
+                nofile: Some(1234),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.stdout.as_deref(), Some(&b"1234\n"[..]));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
