@@ -1,0 +1,247 @@
+//! Containers through the real socket: create, run `/bin/true`, destroy, one after another
+//! (p50/p99 of each step and of the three together); containers created per second with 1
+//! and 8 concurrent clients; and host memory per idle container (daemon, keepers and init,
+//! outside the container's own processes).
+//!
+//!     cargo bench -p warden-daemon --bench containers
+//!
+//! Needs root and the busybox rootfs (`scripts/mkrootfs.sh`; `WARDEN_TEST_ROOTFS` to use
+//! another). It starts its own wardend (the bench profile's build) with a depot, socket,
+//! cgroup parent and /24 pool of its own, and destroys everything it made. Environment:
+//! `BENCH_N` (sequential iterations, default 100), `BENCH_IDLE` (idle containers for the
+//! memory figure, default 20).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use warden_client::Client;
+use warden_protocol::{CreateRequest, DestroyRequest, RunRequest};
+
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(mut c) = Client::connect(&self.socket) {
+            for h in c.list().map(|l| l.handles).unwrap_or_default() {
+                let _ = c.destroy(DestroyRequest { handle: h });
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(e.path().join(&self.cgroup_parent));
+        }
+    }
+}
+
+fn start() -> Daemon {
+    let dir = tempfile::Builder::new()
+        .prefix("wardend-bench")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("w.sock");
+    let rootfs =
+        std::env::var("WARDEN_TEST_ROOTFS").unwrap_or_else(|_| "/var/cache/warden/rootfs".into());
+    let cgroup_parent = format!("warden-bench-{}", std::process::id());
+    let config = dir.path().join("wardend.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n\
+             health_check_server:\n  port: 0\nlogging:\n  level: info\n\
+             network:\n  pool_network: 10.236.0.0/22\n  interface_prefix: b-\n  release_delay: 0\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wardend"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--depot")
+        .arg(dir.path().join("depot"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("wardend.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Client::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "wardend did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Daemon {
+        child,
+        dir,
+        socket,
+        cgroup_parent,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn row(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    println!(
+        "{name:<26} {:>9.2} {:>9.2} {:>9.2}",
+        ms(pct(&v, 0.5)),
+        ms(pct(&v, 0.99)),
+        ms(v[v.len() - 1])
+    );
+}
+
+/// Proportional set size of `pid` in KiB (its share of pages it shares with others).
+fn pss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn init_pids(depot: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(depot).into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().to_string();
+        let state = e.path().join("run").join(&id).join("state.json");
+        if let Ok(data) = std::fs::read(state) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) {
+                if let Some(p) = v["pid"].as_i64() {
+                    out.push(p as i32);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` / `cargo bench -- --list`: nothing to list
+    }
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let idle: usize = std::env::var("BENCH_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let d = start();
+    let mut c = Client::connect(&d.socket).unwrap();
+
+    // Warm up (page cache, first cgroup parents).
+    for _ in 0..3 {
+        let h = c.create(CreateRequest::default()).unwrap().handle;
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+
+    let (mut create, mut run, mut destroy, mut total) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let h = c.create(CreateRequest::default()).unwrap().handle;
+        let t1 = Instant::now();
+        let r = c
+            .run(RunRequest {
+                handle: h.clone(),
+                script: "/bin/true".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.exit_status, Some(0));
+        let t2 = Instant::now();
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+        let t3 = Instant::now();
+        create.push(t1 - t0);
+        run.push(t2 - t1);
+        destroy.push(t3 - t2);
+        total.push(t3 - t0);
+    }
+    println!("wardend containers, N={n} sequential, times in ms");
+    println!("{:<26} {:>9} {:>9} {:>9}", "step", "p50", "p99", "max");
+    row("create", create);
+    row("run /bin/true", run);
+    row("destroy", destroy);
+    row("create + run + destroy", total);
+
+    println!();
+    println!(
+        "{:<26} {:>12} {:>12}",
+        "creates/s", "containers", "per second"
+    );
+    for clients in [1usize, 8] {
+        let per = 40usize.div_ceil(clients);
+        let t = Instant::now();
+        let handles: Vec<Vec<String>> = std::thread::scope(|s| {
+            let socket = &d.socket;
+            let workers: Vec<_> = (0..clients)
+                .map(|_| {
+                    s.spawn(move || {
+                        let mut c = Client::connect(socket).unwrap();
+                        (0..per)
+                            .map(|_| c.create(CreateRequest::default()).unwrap().handle)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let elapsed = t.elapsed();
+        let count: usize = handles.iter().map(Vec::len).sum();
+        println!(
+            "{:<26} {:>12} {:>12.1}",
+            format!("{clients} client(s)"),
+            count,
+            count as f64 / elapsed.as_secs_f64()
+        );
+        for h in handles.into_iter().flatten() {
+            c.destroy(DestroyRequest { handle: h }).unwrap();
+        }
+    }
+
+    // Memory: idle containers (no jobs, so no keepers), daemon growth plus each init.
+    let daemon = d.child.id() as i32;
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = pss_kib(daemon);
+    let mut c = Client::connect(&d.socket).unwrap();
+    let hs: Vec<String> = (0..idle)
+        .map(|_| c.create(CreateRequest::default()).unwrap().handle)
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = pss_kib(daemon);
+    let inits = init_pids(&d.dir.path().join("depot"));
+    let init_total: u64 = inits.iter().map(|p| pss_kib(*p)).sum();
+    println!();
+    println!(
+        "idle containers: {idle}; daemon PSS {before} -> {after} KiB; inits {} x {:.0} KiB",
+        inits.len(),
+        init_total as f64 / inits.len().max(1) as f64
+    );
+    println!(
+        "host memory per idle container (daemon growth + init): {:.0} KiB",
+        (after.saturating_sub(before) + init_total) as f64 / idle as f64
+    );
+    for h in hs {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+}
