@@ -334,11 +334,15 @@ impl Manager {
     /// collected; the pool entries are released only once the parts using them are gone.
     async fn teardown(&self, c: &Container) -> Result<(), Error> {
         let mut errors = Vec::new();
+        let t = std::time::Instant::now();
         let (root, id) = (c.runtime_root(), c.id.clone());
         if let Err(e) = blocking(move || runtime::delete(&root, &id)).await {
             errors.push(e.to_string());
         }
-        let net_ok = match net::teardown(&c.netns(), &self.net_spec(c)).await {
+        tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "teardown: processes and cgroups gone");
+        // The processes are gone, so unmounting the netns lets the kernel free it and the
+        // veth pair; the network returns to the pool once the host's end is gone.
+        let net_ok = match net::release(&c.netns()) {
             Ok(()) => true,
             Err(e) => {
                 errors.push(e.to_string());
@@ -354,8 +358,9 @@ impl Manager {
         if let Err(e) = &fs {
             errors.push(e.to_string());
         }
+        tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "teardown: network, overlay and dir gone");
         if net_ok {
-            self.networks.release(c.network);
+            self.release_network_when_gone(c.network, self.net_spec(c));
         }
         self.uids.release(c.uid);
         if errors.is_empty() {
@@ -367,6 +372,28 @@ impl Manager {
                 errors.join("; ")
             )))
         }
+    }
+
+    /// Returns `network` to the pool once its veth has left the host (the kernel deletes it
+    /// asynchronously after the netns is released); after 5 s it deletes the veth itself.
+    fn release_network_when_gone(&self, network: Network, spec: net::NetSpec) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while net::host_iface_exists(&spec) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if net::host_iface_exists(&spec) {
+                tracing::warn!(iface = %spec.host_iface(), "veth still there after 5 s: deleting it");
+                if let Err(e) = net::teardown(Path::new("/nonexistent"), &spec).await {
+                    tracing::error!(iface = %spec.host_iface(), "cannot delete the veth: {e}");
+                    return; // the network stays out of the pool rather than clash
+                }
+            }
+            this.networks.release(network);
+        });
     }
 
     // -----------------------------------------------------------------------------------
@@ -415,7 +442,9 @@ impl Manager {
             inner = c.inner.lock().await;
             inner.obituary = obituary;
         }
+        let t = std::time::Instant::now();
         let _ = self.stop(c, true).await;
+        tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "destroy: stopped");
         self.teardown(c).await?;
         c.inner.lock().await.state = State::Destroyed;
         let _ = self.registry.remove(&c.handle);
@@ -866,6 +895,7 @@ impl Manager {
             prefix_len: Network::PREFIX_LEN,
             mtu: self.config.network.mtu,
         };
+        // Not in the pools (recovery did not take it), so only the veth must go.
         if let Err(e) = net::teardown(&dir.join("netns"), &spec).await {
             tracing::warn!(dir = %dir.display(), "network teardown: {e}");
         }

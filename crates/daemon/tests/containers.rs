@@ -467,9 +467,17 @@ fn a_full_network_pool_is_an_error() {
         server_error(c.create(Default::default())),
         "Could not acquire network"
     );
-    // Released (release_delay 0 here), the network is there again.
+    // Released (release_delay 0 here), the network is there again once the kernel has
+    // deleted its veth, a few milliseconds after destroy.
     c.destroy(DestroyRequest { handle: h }).unwrap();
-    let h = create(&mut c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let h = loop {
+        match c.create(Default::default()) {
+            Ok(r) => break r.handle,
+            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }
@@ -503,7 +511,11 @@ fn output_over_the_limit_is_cut_and_recorded() {
     let w = Wardend::start("job_output_limit: 4096", "");
     let mut c = w.client();
     let h = create(&mut c);
-    let (code, out, _) = run(&mut c, &h, "yes hello | head -c 100000; echo unreachable >&2");
+    let (code, out, _) = run(
+        &mut c,
+        &h,
+        "yes hello | head -c 100000; echo unreachable >&2",
+    );
     assert_eq!(code, 255);
     assert!(out.len() <= 4096 && out.len() >= 4000, "{}", out.len());
     let events = info(&mut c, &h).events;

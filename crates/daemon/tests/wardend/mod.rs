@@ -223,8 +223,14 @@ impl Wardend {
             .collect()
     }
 
+    /// Nothing is left. The kernel deletes a released veth a few milliseconds after destroy
+    /// returns, so interfaces get a short while to go.
     #[track_caller]
     pub fn assert_clean(&self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.interfaces().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let left = self.leftovers();
         assert!(
             left.is_empty(),
