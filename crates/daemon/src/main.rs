@@ -186,4 +186,7 @@ impl warden_daemon::Handler for ArcHandler {
     async fn on_disconnect(&self, conn: &warden_daemon::ConnectionContext) {
         self.0.on_disconnect(conn).await
     }
+    async fn on_shutdown(&self) {
+        self.0.on_shutdown().await
+    }
 }

@@ -1030,6 +1030,17 @@ impl Handler for Manager {
         }
     }
 
+    async fn on_shutdown(&self) {
+        // Containers outlive the daemon; the cgroup parent goes only when none is left
+        // (rmdir refuses a cgroup that has children).
+        if self.registry.is_empty() {
+            let parent = &self.config.server.cgroup_parent;
+            for e in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(e.path().join(parent));
+            }
+        }
+    }
+
     async fn on_disconnect(&self, conn: &ConnectionContext) {
         let handles = self
             .conns
