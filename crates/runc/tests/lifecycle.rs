@@ -466,3 +466,57 @@ fn spec_writes_the_default_config() {
         "{features:#}"
     );
 }
+
+#[test]
+fn exec_runs_in_the_container_and_passes_its_exit_code() {
+    let env = Env::new("exec");
+    let id = env.created(|s| {
+        s["hostname"] = "exec-box".into();
+        s["process"]["args"] = serde_json::json!(["sleep", "30"]);
+    });
+    env.runc(&["start", &id]).ok();
+    let init = env.state(&id)["pid"].as_i64().unwrap();
+    let out = env
+        .runc(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo",
+        ])
+        .ok();
+    assert_eq!(out.lines(), ["exec-box", "sleep 30 "], "{}", out.describe());
+    let out = env.runc(&["exec", &id, "sh", "-c", "echo err >&2; exit 7"]);
+    assert_eq!(out.code, 7, "{}", out.describe());
+    assert_eq!(out.stderr.trim(), "err");
+    // A detached exec joins the container's cgroup (seen from the host).
+    let pid_file = env.dir().join("exec.pid");
+    env.runc(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "30",
+    ])
+    .ok();
+    let exec_pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let procs = cgroup_file("memory", &id, "cgroup.procs");
+    assert!(
+        procs.lines().any(|p| p == exec_pid.to_string()),
+        "{exec_pid} not in {procs}"
+    );
+    assert!(pid_alive(init as i32));
+
+    env.runc(&["kill", &id, "KILL"]).ok();
+    env.wait_status(&id, "stopped", SHORT);
+    env.runc(&["exec", &id, "true"])
+        .fails_with("cannot exec in a stopped container");
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}
