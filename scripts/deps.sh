@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
     busybox-static   # the default rootfs
     runc crun        # the runtimes we compare against (tests, bench)
+    podman           # drives warden-runc as its OCI runtime in crates/runc/tests/podman.rs
     tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
     iproute2 libseccomp-dev
     python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors

@@ -1,0 +1,170 @@
+//! podman driving warden-runc as its OCI runtime: run, exit codes, detached run, exec, stop,
+//! rm. podman gets its own storage (vfs: no mounts) and run root in a temp dir, an image made
+//! from the busybox rootfs with `podman import` (no registry), and no network. Skipped, with
+//! a message, where podman is not installed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Podman {
+    dir: tempfile::TempDir,
+    runtime: PathBuf,
+    /// podman's cgroupfs parent dirs that we must remove (those it makes for us).
+    new_parents: Vec<PathBuf>,
+}
+
+/// Where podman's cgroupfs manager puts containers: `<hierarchy>/libpod_parent`.
+fn libpod_parents() -> Vec<PathBuf> {
+    common::cgroup_roots()
+        .into_iter()
+        .map(|r| r.join("libpod_parent"))
+        .collect()
+}
+
+impl Podman {
+    fn new() -> Option<Podman> {
+        if Command::new("podman").arg("--version").output().is_err() {
+            eprintln!("podman is not installed: skipping");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("warden-podman")
+            .tempdir()
+            .unwrap();
+        let p = Podman {
+            dir,
+            runtime: PathBuf::from(env!("CARGO_BIN_EXE_warden-runc")),
+            new_parents: libpod_parents()
+                .into_iter()
+                .filter(|d| !d.exists())
+                .collect(),
+        };
+        // An image of the busybox rootfs.
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(common::rootfs())
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = p
+            .cmd(&["import", "-", "localhost/warden-busybox"])
+            .stdin(tar.stdout.unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podman import: {}", text(&out.stderr));
+        Some(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(d.join("storage"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "none",
+            ])
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// `podman run` with what this host needs: no network, and rlimits no higher than root's
+    /// hard limits (root lacks CAP_SYS_RESOURCE here).
+    fn container(&self, extra: &[&str], argv: &[&str]) -> Output {
+        let mut args = vec![
+            "run",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=32768:32768",
+        ];
+        args.extend_from_slice(extra);
+        args.push("localhost/warden-busybox");
+        args.extend_from_slice(argv);
+        self.run(&args)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = self.run(&["rmi", "--all", "--force"]);
+        // vfs storage has no mounts; anything podman mounted under its run root goes too.
+        let root = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&root))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(Path::new(p), nix::mount::MntFlags::MNT_DETACH);
+        }
+        // podman leaves `libpod_parent/conmon` (conmon's cgroup) behind: both go, if empty.
+        for d in &self.new_parents {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).trim().to_string()
+}
+
+#[test]
+fn podman_runs_containers_through_warden_runc() {
+    let Some(p) = Podman::new() else { return };
+
+    let out = p.container(&["--rm"], &["sh", "-c", "echo hi from podman; id -u"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi from podman\n0");
+
+    let out = p.container(&["--rm"], &["sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    let out = p.container(&["-d", "--name", "wr-detached"], &["sleep", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = p.run(&[
+        "exec",
+        "wr-detached",
+        "sh",
+        "-c",
+        "echo exec-ok; cat /proc/1/cmdline",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "exec-ok\nsleep\0100\0");
+    let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);
+    assert_eq!(text(&out.stdout), "running", "{}", text(&out.stderr));
+    let out = p.run(&["stop", "--time", "1", "wr-detached"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);
+    assert_eq!(text(&out.stdout), "exited");
+    let out = p.run(&["rm", "wr-detached"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
