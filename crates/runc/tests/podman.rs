@@ -42,7 +42,7 @@ impl Podman {
                 .collect(),
         };
         // An image of the busybox rootfs.
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(common::rootfs())
             .args(["-c", "."])
@@ -51,9 +51,10 @@ impl Podman {
             .unwrap();
         let out = p
             .cmd(&["import", "-", "localhost/warden-busybox"])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the rootfs failed");
         assert!(out.status.success(), "podman import: {}", text(&out.stderr));
         Some(p)
     }
@@ -158,7 +159,7 @@ fn podman_runs_containers_through_warden_runc() {
         "echo exec-ok; cat /proc/1/cmdline",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "exec-ok\nsleep\0100\0");
+    assert_eq!(text(&out.stdout), "exec-ok\nsleep\u{0}100\u{0}");
     let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);
     assert_eq!(text(&out.stdout), "running", "{}", text(&out.stderr));
     let out = p.run(&["stop", "--time", "1", "wr-detached"]);
