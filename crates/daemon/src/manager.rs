@@ -1035,7 +1035,11 @@ impl Handler for Manager {
         // (rmdir refuses a cgroup that has children).
         if self.registry.is_empty() {
             let parent = &self.config.server.cgroup_parent;
-            for e in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for e in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let _ = std::fs::remove_dir(e.path().join(parent));
             }
         }
