@@ -585,3 +585,82 @@ fn network_namespace_has_only_loopback() {
         .collect();
     assert_eq!(ifaces, ["lo"], "{}", out.stdout);
 }
+
+#[test]
+fn oom_score_adj_and_no_new_privileges_follow_the_config() {
+    let env = Env::new("oom-nnp");
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["oomScoreAdj"] = json!(500);
+            s["process"]["noNewPrivileges"] = json!(false);
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status",
+                ],
+            );
+        })
+        .ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], "500", "{}", out.describe());
+    assert_eq!(status_field(&out.stdout, "NoNewPrivs"), "0");
+}
+
+#[test]
+fn devices_listed_in_the_config_are_created_and_allowed() {
+    let env = Env::new("config-devices");
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["devices"] = json!([
+                {"path": "/dev/warden-null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600},
+                {"path": "/dev/sub/owned", "type": "c", "major": 1, "minor": 5,
+                 "fileMode": 0o640, "uid": 1, "gid": 2}
+            ]);
+            args(
+                s,
+                &["sh", "-c", "stat -c '%F %t:%T %a %u:%g' /dev/warden-null /dev/sub/owned; \
+                   echo x > /dev/warden-null && echo written"],
+            );
+        })
+        .ok();
+    assert_eq!(
+        out.lines(),
+        [
+            "character special file 1:3 600 0:0",
+            "character special file 1:5 640 1:2",
+            "written"
+        ],
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn rootfs_propagation_is_applied() {
+    let env = Env::new("propagation");
+    let root_line = |out: &Out| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .unwrap_or_else(|| panic!("no / in {}", out.stdout))
+            .to_string()
+    };
+    // By default nothing the container mounts propagates to the host ("/" is not shared).
+    let out = env.run_ok(&["cat", "/proc/self/mountinfo"]);
+    assert!(!root_line(&out).contains("shared:"), "{}", root_line(&out));
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["rootfsPropagation"] = json!("rshared");
+            args(s, &["cat", "/proc/self/mountinfo"]);
+        })
+        .ok();
+    let line = root_line(&out);
+    assert!(line.contains("shared:"), "{line}");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| s["linux"]["rootfsPropagation"] = json!("sideways"));
+    env.create(&id, &b)
+        .fails_with("unknown rootfsPropagation \"sideways\"");
+    env.assert_clean(&id);
+}

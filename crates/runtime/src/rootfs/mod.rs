@@ -155,9 +155,20 @@ pub fn pivot(opts: &RootfsOptions) -> Result<()> {
     std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))
 }
 
-/// After pivot_root: paths made read-only or masked, then the root itself read-only.
+/// After pivot_root: rootfsPropagation on the new `/` (before the pivot the parent had to be
+/// private, so `/` is not shared with the host even when `rshared` is asked for: it gets a
+/// peer group of its own), paths made read-only or masked, then the root itself read-only.
 pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<()> {
     let linux = spec.linux().as_ref();
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+    {
+        let flag = propagation_flag(p)
+            .ok_or_else(|| Error::Config(format!("unknown rootfsPropagation {p:?}")))?;
+        mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+            .sys(format!("set rootfsPropagation {p} on /"))?;
+    }
     for p in linux
         .and_then(|l| l.readonly_paths().as_deref())
         .unwrap_or_default()
