@@ -315,6 +315,39 @@ fn stop_terminates_jobs_and_kill_does_at_once() {
     })
     .unwrap();
 
+    // background: the reply comes at once, the stop goes on, and a linker gets the job's
+    // own exit code.
+    let hb = create(&mut c);
+    let trap = c
+        .spawn(SpawnRequest {
+            handle: hb.clone(),
+            script: "trap 'sleep 2; exit 37' TERM; while true; do sleep 0.05; done".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    c.stop(StopRequest {
+        handle: hb.clone(),
+        background: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    let l = c
+        .link(LinkRequest {
+            handle: hb.clone(),
+            job_id: trap,
+        })
+        .unwrap();
+    assert_eq!(l.exit_status, Some(37));
+    c.destroy(DestroyRequest { handle: hb }).unwrap();
+
     let h2 = create(&mut c);
     let job = c
         .spawn(SpawnRequest {
@@ -389,6 +422,18 @@ fn copy_in_and_out() {
     })
     .unwrap();
     assert_eq!(std::fs::read_to_string(dst.join("b")).unwrap(), "beta\n");
+    // With an owner, what copy_out creates on the host belongs to it.
+    let owned = w.dir.path().join("owned");
+    c.copy_out(CopyOutRequest {
+        handle: h.clone(),
+        src_path: "/tmp/out/b".into(),
+        dst_path: owned.display().to_string(),
+        owner: Some("1234:2345".into()),
+    })
+    .unwrap();
+    let meta = std::fs::metadata(&owned).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (1234, 2345));
     // A symlink in the container pointing at a host path stays inside the container.
     run(&mut c, &h, "ln -s /etc /tmp/evil");
     c.copy_out(CopyOutRequest {
