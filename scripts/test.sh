@@ -9,4 +9,12 @@ export WARDEN_TEST_ROOTFS
 cargo build --workspace --bins
 # tini -s makes the harness a child subreaper, so detached container inits that exit are
 # reaped instead of lingering as zombies under a pid 1 that reaps nothing.
-exec tini -s -g -- cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+tini -s -g -- cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last of which is
+# often a doc-test binary with nothing in it).
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+exit "$status"
