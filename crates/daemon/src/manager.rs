@@ -1156,10 +1156,15 @@ fn cpu_stat(dir: &Path) -> CpuStat {
 }
 
 /// Fault injection for the tests of create's rollback: with `WARDEN_TEST_FAIL_CREATE_AT=step`
-/// in the daemon's environment, create fails right after that step succeeded.
+/// in the daemon's environment, the first create that gets past that step fails right after
+/// it (later creates go through, so a test can check that the failed one gave back all it
+/// took).
 fn fail_point(step: &str) -> Result<(), Error> {
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     match std::env::var("WARDEN_TEST_FAIL_CREATE_AT") {
-        Ok(s) if s == step => Err(Error::Runtime(format!("injected failure after {step}"))),
+        Ok(s) if s == step && !FIRED.swap(true, Ordering::SeqCst) => {
+            Err(Error::Runtime(format!("injected failure after {step}")))
+        }
         _ => Ok(()),
     }
 }

@@ -525,7 +525,8 @@ fn a_full_network_pool_is_an_error() {
 #[test]
 fn a_create_failing_at_any_step_leaves_nothing() {
     for step in ["overlay", "identity", "network", "bundle", "init"] {
-        let mut w = Wardend::start("", "");
+        // A pool of one /30 and one uid: a create after the failed one proves both came back.
+        let mut w = Wardend::start_pool("", "user:\n  pool_size: 1\n", 30);
         w.kill9();
         w.env = vec![("WARDEN_TEST_FAIL_CREATE_AT".into(), step.into())];
         w.spawn();
@@ -534,13 +535,17 @@ fn a_create_failing_at_any_step_leaves_nothing() {
         assert_eq!(e, format!("injected failure after {step}"));
         assert!(c.list().unwrap().handles.is_empty());
         w.assert_clean();
-        // The pools got everything back: a normal daemon on the same depot creates fine.
-        drop(c);
-        w.kill9();
-        w.env.clear();
-        w.spawn();
-        let mut c = w.client();
-        let h = create(&mut c);
+        // The same daemon creates again: with one network and one uid in its pools, that
+        // works only if the failed create gave both back (the network once its veth is gone,
+        // a few milliseconds after the failure).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let h = loop {
+            match c.create(Default::default()) {
+                Ok(r) => break r.handle,
+                Err(e) => assert!(Instant::now() < deadline, "after {step}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         c.destroy(DestroyRequest { handle: h }).unwrap();
         w.assert_clean();
     }
