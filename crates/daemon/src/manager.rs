@@ -16,21 +16,24 @@ use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
 use warden_protocol::{
     CopyInRequest, CopyInResponse, CopyOutRequest, CopyOutResponse, CpuStat, CreateRequest,
-    CreateResponse, DestroyResponse, InfoResponse, LinkResponse, MemoryStat, Request,
-    ResourceLimits, Response, RunResponse, SpawnRequest, SpawnResponse, StopRequest, StopResponse,
-    StreamResponse,
+    CreateResponse, DestroyResponse, InfoResponse, LimitCpuResponse, LimitMemoryResponse,
+    LinkResponse, MemoryStat, Request, ResourceLimits, Response, RunResponse, SpawnRequest,
+    SpawnResponse, StopRequest, StopResponse, StreamResponse,
 };
 
 use crate::config::Config;
 use crate::container::bundle::{self, BindMount, BundleSpec};
 use crate::container::snapshot::{self, Snapshot};
-use crate::container::{id, rootfs, runtime, Error, State};
+use crate::container::{id, limits, rootfs, runtime, Error, State};
 use crate::dispatch::Dispatcher;
 use crate::handler::{ConnectionContext, Handler, Reply, RequestContext};
 use crate::jobs;
 use crate::net;
 use crate::pool::{Network, NetworkPool, UidPool};
 use crate::registry::{Registry, RegistryError};
+
+/// The container event of an OOM (SPEC 4).
+const OUT_OF_MEMORY: &str = "out of memory";
 
 /// How long stop lets jobs end after SIGTERM before it sends SIGKILL (SPEC 3.4).
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -55,6 +58,10 @@ struct Inner {
     jobs: BTreeMap<u32, PathBuf>,
     /// The info kept when a destroy begins (SPEC 3.4's obituary), for linkers.
     obituary: Option<InfoResponse>,
+    limit_memory: Option<u64>,
+    limit_cpu: Option<u64>,
+    /// Whether the OOM notifier runs (it is started once, by the first memory limit).
+    oom_armed: bool,
 }
 
 #[derive(Default)]
@@ -90,6 +97,8 @@ impl Container {
             uid: self.uid,
             rootfs: self.base_rootfs.clone(),
             jobs: inner.jobs.keys().copied().collect(),
+            limit_memory: inner.limit_memory,
+            limit_cpu: inner.limit_cpu,
         }
     }
 
@@ -242,6 +251,9 @@ impl Manager {
                 events: Vec::new(),
                 jobs: BTreeMap::new(),
                 obituary: None,
+                limit_memory: None,
+                limit_cpu: None,
+                oom_armed: false,
             }),
             grace: StdMutex::new(Grace::default()),
         });
@@ -730,6 +742,115 @@ impl Manager {
     }
 
     // -----------------------------------------------------------------------------------
+    // limits (SPEC 3.8)
+
+    async fn limit_memory(&self, c: &Arc<Container>, limit: Option<u64>) -> Result<u64, Error> {
+        c.inner
+            .lock()
+            .await
+            .state
+            .check(&[State::Active, State::Stopped])?;
+        let (root, id) = (c.runtime_root(), c.id.clone());
+        let value = blocking(move || limits::set_memory(&root, &id, limit)).await?;
+        if limit.is_some() {
+            let mut inner = c.inner.lock().await;
+            inner.limit_memory = limit;
+            c.save(&inner);
+            drop(inner);
+            self.arm_oom(c).await;
+        }
+        Ok(value)
+    }
+
+    async fn limit_cpu(&self, c: &Arc<Container>, shares: Option<u64>) -> Result<u64, Error> {
+        c.inner
+            .lock()
+            .await
+            .state
+            .check(&[State::Active, State::Stopped])?;
+        let (root, id) = (c.runtime_root(), c.id.clone());
+        let value = blocking(move || limits::set_cpu_shares(&root, &id, shares)).await?;
+        if shares.is_some() {
+            let mut inner = c.inner.lock().await;
+            inner.limit_cpu = shares;
+            c.save(&inner);
+        }
+        Ok(value)
+    }
+
+    /// Starts the container's OOM notifier once: on an OOM the container gets the event
+    /// `out of memory` and, if active, is stopped (SPEC 3.8).
+    async fn arm_oom(&self, c: &Arc<Container>) {
+        {
+            let mut inner = c.inner.lock().await;
+            if inner.oom_armed {
+                return;
+            }
+            inner.oom_armed = true;
+        }
+        let notifier = match limits::oom_notifier(&c.runtime_root(), &c.id) {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(handle = %c.handle, "cannot watch for OOM: {e}");
+                c.inner.lock().await.oom_armed = false;
+                return;
+            }
+        };
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let c = c.clone();
+        tokio::spawn(async move {
+            let cgroup = notifier.cgroup.clone();
+            // SAFETY: the AsyncFd owns the eventfd, which stays open and the same until dropped.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    notifier.event,
+                    tokio::io::Interest::READABLE,
+                )
+            };
+            let Ok(fd) = registered else {
+                return;
+            };
+            loop {
+                let Ok(mut ready) = fd.readable().await else {
+                    return;
+                };
+                let mut buf = [0u8; 8];
+                // SAFETY: reads at most 8 bytes into an 8-byte buffer from our eventfd.
+                let n = unsafe {
+                    libc::read(
+                        std::os::fd::AsRawFd::as_raw_fd(fd.get_ref()),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
+                };
+                if n == 8 {
+                    break;
+                }
+                ready.clear_ready();
+            }
+            // The eventfd also fires when the cgroup goes away (destroy): that is no OOM.
+            if !cgroup.exists() {
+                return;
+            }
+            tracing::info!(handle = %c.handle, "out of memory");
+            let active = {
+                let mut inner = c.inner.lock().await;
+                inner.events.push(OUT_OF_MEMORY.to_string());
+                c.save(&inner);
+                inner.state == State::Active
+            };
+            if active {
+                if let Err(e) = this.stop(&c, false).await {
+                    tracing::warn!(handle = %c.handle, "stop after OOM: {e}");
+                }
+            }
+        });
+    }
+
+    // -----------------------------------------------------------------------------------
     // grace time (SPEC 3.1, 3.3)
 
     fn reference(&self, conn: u64, c: &Arc<Container>) {
@@ -859,6 +980,9 @@ impl Manager {
                 events: snap.events,
                 jobs: jobs_map,
                 obituary: None,
+                limit_memory: snap.limit_memory,
+                limit_cpu: snap.limit_cpu,
+                oom_armed: false,
             }),
             grace: StdMutex::new(Grace::default()),
         });
@@ -868,6 +992,9 @@ impl Manager {
             return Err(Error::Invalid(e.to_string()));
         }
         c.save(&*c.inner.lock().await);
+        if snap.limit_memory.is_some() {
+            self.arm_oom(&c).await;
+        }
         Ok((c, max_job))
     }
 
@@ -981,6 +1108,26 @@ impl Manager {
                 let c = self.container(&req.handle, conn)?;
                 self.copy_out(&c, req).await?;
                 Reply::Single(CopyOutResponse {}.into())
+            }
+            Request::LimitMemory(req) => {
+                let c = self.container(&req.handle, conn)?;
+                let limit_in_bytes = self.limit_memory(&c, req.limit_in_bytes).await?;
+                Reply::Single(
+                    LimitMemoryResponse {
+                        limit_in_bytes: Some(limit_in_bytes),
+                    }
+                    .into(),
+                )
+            }
+            Request::LimitCpu(req) => {
+                let c = self.container(&req.handle, conn)?;
+                let limit_in_shares = self.limit_cpu(&c, req.limit_in_shares).await?;
+                Reply::Single(
+                    LimitCpuResponse {
+                        limit_in_shares: Some(limit_in_shares),
+                    }
+                    .into(),
+                )
             }
             other => {
                 let handle = other.container_handle().unwrap_or_default().to_string();

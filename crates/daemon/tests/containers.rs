@@ -594,3 +594,94 @@ fn output_over_the_limit_is_cut_and_recorded() {
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn memory_and_cpu_limits_and_out_of_memory() {
+    use warden_protocol::{LimitCpuRequest, LimitMemoryRequest};
+    let w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let id = info(&mut c, &h)
+        .container_path
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let cg = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join(&w.cgroup_parent)
+                .join(&id)
+                .join(file),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let limit = |c: &mut warden_client::Client, v: Option<u64>| {
+        c.limit_memory(LimitMemoryRequest {
+            handle: h.clone(),
+            limit_in_bytes: v,
+        })
+        .unwrap()
+        .limit_in_bytes
+    };
+    assert_eq!(
+        limit(&mut c, None),
+        Some(9223372036854771712),
+        "unlimited at first"
+    );
+    assert_eq!(limit(&mut c, Some(64 << 20)), Some(64 << 20));
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        cg("memory", "memory.memsw.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    // Lowering writes both too (memsw last).
+    assert_eq!(limit(&mut c, Some(32 << 20)), Some(32 << 20));
+    assert_eq!(
+        cg("memory", "memory.memsw.limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+
+    let shares = |c: &mut warden_client::Client, v: u64| {
+        c.limit_cpu(LimitCpuRequest {
+            handle: h.clone(),
+            limit_in_shares: Some(v),
+        })
+        .unwrap()
+        .limit_in_shares
+    };
+    assert_eq!(shares(&mut c, 100), Some(100));
+    assert_eq!(cg("cpu", "cpu.shares"), "100");
+    assert_eq!(shares(&mut c, 1), Some(2), "the kernel's minimum");
+
+    // Filling /dev/shm (tmpfs, charged to the container) past the limit: an OOM, which the
+    // container records and answers by stopping.
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: h.clone(),
+            script: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64".into(),
+            privileged: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_ne!(r.exit_status, Some(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = info(&mut c, &h);
+        if i.events.contains(&"out of memory".to_string()) && i.state.as_deref() == Some("stopped")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no OOM seen: {i:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}

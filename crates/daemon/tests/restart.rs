@@ -200,3 +200,40 @@ fn a_recovered_container_with_a_grace_time_is_reaped() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn out_of_memory_is_still_seen_after_a_restart() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    c.limit_memory(warden_protocol::LimitMemoryRequest {
+        handle: h.clone(),
+        limit_in_bytes: Some(32 << 20),
+    })
+    .unwrap();
+    drop(c);
+    w.kill9();
+    w.spawn();
+    let mut c = w.client();
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: h.clone(),
+            script: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64".into(),
+            privileged: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_ne!(r.exit_status, Some(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = c.info(InfoRequest { handle: h.clone() }).unwrap();
+        if i.events.contains(&"out of memory".to_string()) && i.state.as_deref() == Some("stopped")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no OOM seen: {i:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}

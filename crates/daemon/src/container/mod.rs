@@ -4,11 +4,13 @@
 //! - [`id`]: container ids (SPEC 3.2).
 //! - [`rootfs`]: the overlay over the base rootfs and the files written into it.
 //! - [`bundle`]: the OCI config.json the runtime starts.
+//! - [`limits`]: limit_memory, limit_cpu and the OOM notifier.
 //! - [`runtime`]: the create helper (our runtime library, single-threaded) and delete/kill.
 //! - [`snapshot`]: `snapshot.json`, rewritten atomically on every change.
 
 pub mod bundle;
 pub mod id;
+pub mod limits;
 pub mod rootfs;
 pub mod runtime;
 pub mod snapshot;

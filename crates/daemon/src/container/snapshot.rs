@@ -25,6 +25,12 @@ pub struct Snapshot {
     pub rootfs: PathBuf,
     /// The jobs not yet linked: their ids.
     pub jobs: Vec<u32>,
+    /// The limit_memory value (bytes), if one was set: a restart re-arms the OOM notifier.
+    #[serde(default)]
+    pub limit_memory: Option<u64>,
+    /// The limit_cpu value (shares), if one was set.
+    #[serde(default)]
+    pub limit_cpu: Option<u64>,
 }
 
 impl Snapshot {
