@@ -8,6 +8,7 @@ packages=(
     podman           # drives warden-runc as its OCI runtime in crates/runc/tests/podman.rs
     tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
     iproute2 libseccomp-dev
+    nftables         # wardend's packet filter (its own table)
     python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors
     hyperfine jq procps
     time         # /usr/bin/time: peak RSS in bench/lifecycle.sh

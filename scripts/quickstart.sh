@@ -15,6 +15,7 @@ bundle=$(mktemp -d /tmp/warden-quickstart.XXXXXX)
 work=$(mktemp -d /tmp/wardend-quickstart.XXXXXX)
 cleanup() {
     if [ -n "${daemon:-}" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
+    nft delete table ip warden_quickstart 2>/dev/null || true
     rm -rf "$bundle" "$work"
 }
 trap cleanup EXIT
@@ -31,6 +32,8 @@ server:
   container_grace_time: 30
 health_check_server:
   port: 0
+network:
+  nftables_table: warden_quickstart
 YAML
 "$bin/wardend" --config "$work/wardend.yml" --socket "$sock" --depot "$work/depot" \
     --rootfs "$rootfs" 2> "$work/wardend.log" &

@@ -41,7 +41,16 @@ impl Drop for Daemon {
         {
             let _ = std::fs::remove_dir(e.path().join(&self.cgroup_parent));
         }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &nft_table(&self.cgroup_parent)])
+            .stderr(Stdio::null())
+            .status();
     }
+}
+
+/// The bench daemon's nftables table, named after its cgroup parent.
+fn nft_table(cgroup_parent: &str) -> String {
+    cgroup_parent.replace('-', "_")
 }
 
 fn start() -> Daemon {
@@ -53,13 +62,14 @@ fn start() -> Daemon {
     let rootfs =
         std::env::var("WARDEN_TEST_ROOTFS").unwrap_or_else(|_| "/var/cache/warden/rootfs".into());
     let cgroup_parent = format!("warden-bench-{}", std::process::id());
+    let nft = nft_table(&cgroup_parent);
     let config = dir.path().join("wardend.yml");
     std::fs::write(
         &config,
         format!(
             "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n\
              health_check_server:\n  port: 0\nlogging:\n  level: info\n\
-             network:\n  pool_network: 10.236.0.0/22\n  interface_prefix: b-\n  release_delay: 0\n"
+             network:\n  pool_network: 10.236.0.0/22\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n"
         ),
     )
     .unwrap();

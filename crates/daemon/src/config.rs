@@ -257,6 +257,8 @@ pub struct RawNetwork {
     pub dns_servers: Vec<String>,
     /// Ours: the prefix of the containers' interface names (`w-` gives `w-<id>-0`).
     pub interface_prefix: String,
+    /// Ours: the daemon's own nftables table (family ip).
+    pub nftables_table: String,
 }
 
 impl Default for RawNetwork {
@@ -271,6 +273,7 @@ impl Default for RawNetwork {
             allow_host_access: false,
             dns_servers: Vec::new(),
             interface_prefix: "w-".into(),
+            nftables_table: "warden".into(),
         }
     }
 }
@@ -437,6 +440,7 @@ pub struct NetworkConfig {
     pub allow_host_access: bool,
     pub dns_servers: Vec<IpAddr>,
     pub interface_prefix: String,
+    pub nftables_table: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -668,6 +672,19 @@ fn resolve_network(raw: &RawNetwork) -> Result<NetworkConfig, ConfigError> {
             "must be 1 or 2 characters of [A-Za-z0-9-] (names are <prefix><11-char id>-N, at most 15)",
         ));
     }
+    let table = &raw.nftables_table;
+    if table.is_empty()
+        || table.len() > 64
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "network.nftables_table",
+            table,
+            "must be 1 to 64 characters of [A-Za-z0-9_-]",
+        ));
+    }
     Ok(NetworkConfig {
         pool_network,
         release_delay: seconds("network.release_delay", raw.release_delay)?,
@@ -676,6 +693,7 @@ fn resolve_network(raw: &RawNetwork) -> Result<NetworkConfig, ConfigError> {
         allow_host_access: raw.allow_host_access,
         dns_servers,
         interface_prefix: raw.interface_prefix.clone(),
+        nftables_table: raw.nftables_table.clone(),
     })
 }
 

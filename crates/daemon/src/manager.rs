@@ -126,6 +126,8 @@ pub struct Manager {
     next_job: AtomicU32,
     /// Containers (by handle) each connection references.
     conns: StdMutex<HashMap<u64, HashSet<String>>>,
+    /// Whether the daemon's nftables table is in place (done before the first container).
+    firewall: Mutex<bool>,
     /// Lets timers and background stops reach the manager.
     this: std::sync::Weak<Manager>,
 }
@@ -155,6 +157,7 @@ impl Manager {
             init,
             next_job: AtomicU32::new(1),
             conns: StdMutex::new(HashMap::new()),
+            firewall: Mutex::new(false),
             this: this.clone(),
         });
         manager.recover().await;
@@ -284,8 +287,25 @@ impl Manager {
         Ok(handle)
     }
 
+    /// Installs the daemon's packet filter once, before its first container has a network
+    /// (a daemon that never runs a container leaves the host's rules alone).
+    async fn ensure_firewall(&self) -> Result<(), Error> {
+        let mut done = self.firewall.lock().await;
+        if !*done {
+            let net = self.config.network.clone();
+            blocking(move || {
+                net::firewall::install(&net.nftables_table, &net)
+                    .map_err(|e| Error::Network(e.to_string()))
+            })
+            .await?;
+            *done = true;
+        }
+        Ok(())
+    }
+
     /// The steps of create after the dir exists.
     async fn build(&self, c: &Container, binds: &[BindMount]) -> Result<(), Error> {
+        self.ensure_firewall().await?;
         for sub in ["jobs", "run"] {
             let p = c.dir.join(sub);
             std::fs::create_dir(&p).map_err(|e| Error::io("mkdir", &p, e))?;
@@ -937,6 +957,7 @@ impl Manager {
 
     async fn recover_one(&self, dir: &Path) -> Result<(Arc<Container>, u32), Error> {
         let snap = Snapshot::load(dir)?;
+        self.ensure_firewall().await?;
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())

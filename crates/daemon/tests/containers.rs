@@ -63,8 +63,8 @@ fn create_info_run_destroy_leaves_nothing() {
 }
 
 #[test]
-fn container_reaches_the_host_over_its_veth() {
-    let w = Wardend::start("", "");
+fn container_reaches_the_host_over_its_veth_with_allow_host_access() {
+    let w = Wardend::start_net("allow_host_access: true");
     let mut c = w.client();
     let h = create(&mut c);
     let i = info(&mut c, &h);
@@ -683,5 +683,101 @@ fn memory_and_cpu_limits_and_out_of_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
     c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+/// A listener on `addr` that records what the first connection sends, if one comes.
+fn listen(addr: &str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind((addr, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            let _ = tx.send(buf);
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn containers_reach_neither_the_host_nor_each_other_by_default() {
+    let w = Wardend::start("", "");
+    let mut c = w.client();
+    let a = create(&mut c);
+    let b = create(&mut c);
+    let host_ip = info(&mut c, &a).host_ip.unwrap();
+    let b_ip = info(&mut c, &b).container_ip.unwrap();
+
+    // To the host: refused (no connection reaches the listener).
+    let (port, got) = listen(&host_ip);
+    let (code, _, _) = run(&mut c, &a, &format!("echo x | nc -w 2 {host_ip} {port}"));
+    assert_ne!(code, 0);
+    assert!(got.recv_timeout(Duration::from_millis(300)).is_err());
+
+    // To another container: refused too.
+    let listener = c
+        .spawn(SpawnRequest {
+            handle: b.clone(),
+            script: "nc -l -p 8080 -w 5 > /tmp/got; echo done".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, _, _) = run(&mut c, &a, &format!("echo from-a | nc -w 2 {b_ip} 8080"));
+    assert_ne!(code, 0);
+
+    // The host may open connections into a container; the replies come back.
+    let (code, _, _) = run(&mut c, &b, "true");
+    assert_eq!(code, 0);
+    let mut s = std::net::TcpStream::connect((b_ip.as_str(), 8080)).unwrap();
+    std::io::Write::write_all(&mut s, b"from-host\n").unwrap();
+    drop(s);
+    let l = c
+        .link(LinkRequest {
+            handle: b.clone(),
+            job_id: listener,
+        })
+        .unwrap();
+    assert_eq!(l.stdout.as_deref(), Some(&b"done\n"[..]));
+    let (_, got, _) = run(&mut c, &b, "cat /tmp/got");
+    assert_eq!(got, "from-host\n");
+    for h in [a, b] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.assert_clean();
+}
+
+#[test]
+fn allow_networks_opens_the_way_between_containers() {
+    // The pool itself is allowed: containers may talk to each other.
+    let w = Wardend::start_net("allow_networks: [{pool}]");
+    let mut c = w.client();
+    let a = create(&mut c);
+    let b = create(&mut c);
+    let b_ip = info(&mut c, &b).container_ip.unwrap();
+    let listener = c
+        .spawn(SpawnRequest {
+            handle: b.clone(),
+            script: "nc -l -p 8080 -w 5".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, _, err) = run(&mut c, &a, &format!("echo from-a | nc -w 2 {b_ip} 8080"));
+    assert_eq!(code, 0, "{err}");
+    let l = c
+        .link(LinkRequest {
+            handle: b.clone(),
+            job_id: listener,
+        })
+        .unwrap();
+    assert_eq!(l.stdout.as_deref(), Some(&b"from-a\n"[..]));
+    for h in [a, b] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
     w.assert_clean();
 }

@@ -25,6 +25,7 @@
 //! Forwarding, filtering and NAT are not here (the firewall's job): host<->container traffic
 //! over the veth needs none of them.
 
+pub mod firewall;
 pub mod netns;
 
 use std::fmt;

@@ -31,6 +31,7 @@ pub struct Wardend {
     pub depot: PathBuf,
     pub cgroup_parent: String,
     pub pool: String,
+    pub nft_table: String,
     config: PathBuf,
     log: PathBuf,
     pub env: Vec<(String, String)>,
@@ -45,6 +46,20 @@ impl Wardend {
 
     /// As `start`, with a network pool of this prefix length (24: 64 containers; 30: one).
     pub fn start_pool(extra_server: &str, extra: &str, prefix_len: u8) -> Wardend {
+        Self::start_with(extra_server, "", extra, prefix_len)
+    }
+
+    /// As `start`, with YAML lines added to `network:` too.
+    pub fn start_net(extra_network: &str) -> Wardend {
+        Self::start_with("", extra_network, "", 24)
+    }
+
+    pub fn start_with(
+        extra_server: &str,
+        extra_network: &str,
+        extra: &str,
+        prefix_len: u8,
+    ) -> Wardend {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let dir = tempfile::Builder::new()
@@ -53,6 +68,7 @@ impl Wardend {
             .unwrap();
         let depot = dir.path().join("depot");
         let cgroup_parent = format!("warden-e2e-{pid}-{n}");
+        let nft_table = format!("warden_e2e_{pid}_{n}");
         // A /24 of 10.240.0.0/12 per test, from the pid and a counter.
         let k = (pid.wrapping_mul(7) + n * 131) % 4096;
         let pool = format!("10.{}.{}.0/{prefix_len}", 240 + k / 256, k % 256);
@@ -66,8 +82,12 @@ impl Wardend {
             text += &format!("  {l}\n");
         }
         text += &format!(
-            "health_check_server:\n  port: 0\nlogging:\n  level: debug\nnetwork:\n  pool_network: {pool}\n  interface_prefix: {PREFIX}\n  release_delay: 0\n"
+            "health_check_server:\n  port: 0\nlogging:\n  level: debug\nnetwork:\n  pool_network: {pool}\n  interface_prefix: {PREFIX}\n  release_delay: 0\n  nftables_table: {nft_table}\n"
         );
+        // `{pool}` in the network lines stands for this daemon's pool.
+        for l in extra_network.lines() {
+            text += &format!("  {}\n", l.replace("{pool}", &pool));
+        }
         text += extra;
         std::fs::write(&config, text).unwrap();
         let log = dir.path().join("wardend.log");
@@ -77,6 +97,7 @@ impl Wardend {
             depot,
             cgroup_parent,
             pool,
+            nft_table,
             config,
             log,
             dir,
@@ -275,6 +296,10 @@ impl Drop for Wardend {
                 .join(&self.cgroup_parent);
             let _ = std::fs::remove_dir(parent);
         }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.nft_table])
+            .stderr(Stdio::null())
+            .status();
         if std::thread::panicking() {
             eprintln!("--- wardend log\n{}", self.log_text());
         }
