@@ -413,6 +413,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn features() -> serde_json::Value {
+    use warden_runtime::security::seccomp;
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
@@ -428,11 +429,21 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp::ACTIONS,
+                "operators": seccomp::OPERATORS,
+                "archs": seccomp::ARCHS,
+                "knownFlags": seccomp::KNOWN_FLAGS,
+                "supportedFlags": seccomp::supported_flags()
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
-        "annotations": {"org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")}
+        "annotations": {
+            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            "io.github.seccomp.libseccomp.version": seccomp::library_version()
+        }
     })
 }
 

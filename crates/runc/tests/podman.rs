@@ -146,6 +146,13 @@ fn podman_runs_containers_through_warden_runc() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi from podman\n0");
 
+    // podman passes its default seccomp profile (defaultAction ERRNO, a long allow list
+    // with argument rules): the container runs under it, and so does an exec.
+    let seccomp = ["grep", "^Seccomp:", "/proc/self/status"];
+    let out = p.container(&["--rm"], &seccomp);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Seccomp:\t2");
+
     let out = p.container(&["--rm"], &["sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 
@@ -160,6 +167,11 @@ fn podman_runs_containers_through_warden_runc() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "exec-ok\nsleep\u{0}100\u{0}");
+    let mut exec = vec!["exec", "wr-detached"];
+    exec.extend_from_slice(&seccomp);
+    let out = p.run(&exec);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Seccomp:\t2");
     let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);
     assert_eq!(text(&out.stdout), "running", "{}", text(&out.stderr));
     let out = p.run(&["stop", "--time", "1", "wr-detached"]);

@@ -127,6 +127,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             "a mount namespace is required to set up the root filesystem".into(),
         ));
     }
+    // Compiled here, before anything of the container exists; the init loads it.
+    let seccomp_profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let seccomp = seccomp_profile
+        .as_ref()
+        .map(crate::security::seccomp::compile)
+        .transpose()?;
 
     state::ensure_root(&opts.root)?;
     let dir = State::dir(&opts.root, &opts.id);
@@ -185,6 +191,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .map(|t| namespaces::proc_name(*t).to_string())
             .collect(),
         config_path: bundle.config_path.clone(),
+        seccomp: seccomp_profile,
     };
 
     let (parent_ch, child_ch) = channel::pair()?;
@@ -209,6 +216,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             preserve_fds: opts.preserve_fds,
             cgroup_paths: &cgroup_paths,
             hook_state: st.oci(Status::Creating),
+            seccomp: seccomp.as_ref(),
         });
     }
     drop(child_ch);
@@ -535,6 +543,13 @@ impl Container {
                 "cannot use console socket if runc will not detach or allocate tty".into(),
             ));
         }
+        // The container's profile applies to every process in it, as with runc.
+        let seccomp = self
+            .state
+            .seccomp
+            .as_ref()
+            .map(crate::security::seccomp::compile)
+            .transpose()?;
         let cg = self.cgroup()?;
         let mut spawned = process::exec::spawn(&process::exec::ExecArgs {
             init_pid: self.state.pid,
@@ -542,6 +557,7 @@ impl Container {
             cgroup: cg.as_ref(),
             process: &opts.process,
             preserve_fds: opts.preserve_fds,
+            seccomp: seccomp.as_ref(),
         })?;
         if let (Some(path), Some(master)) = (&opts.console_socket, &spawned.console) {
             crate::console::send_to_socket(path, master.as_fd())?;

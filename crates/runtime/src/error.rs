@@ -43,6 +43,9 @@ pub enum Error {
     /// An error the container's init reported before it could exec the user's process.
     #[error("{0}")]
     Init(String),
+    /// A `linux.seccomp` profile that cannot be compiled.
+    #[error("seccomp: {0}")]
+    Seccomp(String),
     #[error("{kind} hook {path}: {msg}")]
     Hook {
         kind: &'static str,

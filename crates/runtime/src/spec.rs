@@ -74,6 +74,11 @@ pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
         .and_then(|v| v.as_str())
         .ok_or("ociVersion is missing")?;
     check_version(version)?;
+    // serde's message for a bad seccomp action or operator does not say where it is.
+    if let Some(profile) = raw.get("linux").and_then(|l| l.get("seccomp")) {
+        serde_json::from_value::<oci_spec::runtime::LinuxSeccomp>(profile.clone())
+            .map_err(|e| format!("invalid config: linux.seccomp: {e}"))?;
+    }
     let spec: Spec = serde_json::from_value(raw).map_err(|e| format!("invalid config: {e}"))?;
     validate(&spec)?;
     Ok(spec)
@@ -303,6 +308,12 @@ mod tests {
             (
                 spec_with(|v| v["linux"]["namespaces"][0] = serde_json::json!({"type": "user"})),
                 "uidMappings",
+            ),
+            (
+                spec_with(|v| {
+                    v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_BOGUS"})
+                }),
+                "linux.seccomp: unknown variant `SCMP_ACT_BOGUS`",
             ),
         ];
         for (data, want) in cases {

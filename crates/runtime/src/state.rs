@@ -129,6 +129,9 @@ pub struct State {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub config_path: PathBuf,
+    /// The config's `linux.seccomp`, which every `exec`'d process gets too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 impl State {
@@ -316,6 +319,7 @@ mod tests {
             hooks: None,
             namespaces: vec![],
             config_path: "/b/config.json".into(),
+            seccomp: None,
         };
         s.save(root.path()).unwrap();
         let back = State::load(root.path(), "c1").unwrap();

@@ -65,6 +65,8 @@ pub struct ExecArgs<'a> {
     pub cgroup: &'a dyn crate::cgroups::Manager,
     pub process: &'a Process,
     pub preserve_fds: i32,
+    /// The container's compiled `linux.seccomp`.
+    pub seccomp: Option<&'a crate::security::seccomp::Filter>,
 }
 
 /// The started process: its pid (our child) and its terminal's master if it has one.
@@ -137,7 +139,8 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
         init::send_terminal(process, ch)?;
     }
     let (exe, env) = init::resolve_process(process)?;
-    init::drop_privileges(process, in_user_ns)?;
+    init::drop_privileges(process, in_user_ns, a.seccomp)?;
     init::prepare_exec(3 + a.preserve_fds)?;
+    init::load_seccomp_last(process, a.seccomp)?;
     init::exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
 }

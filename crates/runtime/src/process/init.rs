@@ -18,6 +18,7 @@ use super::channel::{Channel, Message};
 use crate::error::{Error, Result, SysContext};
 use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
+use crate::security::seccomp::Filter;
 
 /// What the init needs; it lives in the parent's memory, which the clone copied.
 pub struct InitArgs<'a> {
@@ -36,6 +37,8 @@ pub struct InitArgs<'a> {
     pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
     /// The OCI state document for hooks, without the pid (which the parent sends).
     pub hook_state: serde_json::Value,
+    /// The compiled `linux.seccomp`, loaded by `drop_privileges` or right before the exec.
+    pub seccomp: Option<&'a Filter>,
 }
 
 /// Runs the init; never returns.
@@ -113,7 +116,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         send_terminal(process, &a.channel)?;
     }
     let (exe, env) = resolve_process(process)?;
-    drop_privileges(process, in_user_ns)?;
+    drop_privileges(process, in_user_ns, a.seccomp)?;
     prepare_exec(3 + a.preserve_fds)?;
 
     a.channel.send(&Message::Ready)?;
@@ -124,6 +127,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     state["status"] = "created".into();
     hooks::run(spec_hooks, Kind::StartContainer, &state)?;
 
+    load_seccomp_last(process, a.seccomp)?;
     exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
 }
 
@@ -148,7 +152,17 @@ pub fn resolve_process(process: &Process) -> Result<(PathBuf, Vec<String>)> {
 /// Becomes the process's user with exactly its capabilities: the bounding set is cut
 /// first (that needs CAP_SETPCAP), the ids change with the capabilities kept, then the
 /// other sets are set, then no_new_privs.
-pub fn drop_privileges(process: &Process, in_user_ns: bool) -> Result<()> {
+///
+/// Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN: then it is loaded
+/// here, first (as runc does). With it, `load_seccomp_last` loads it right before exec.
+pub fn drop_privileges(
+    process: &Process,
+    in_user_ns: bool,
+    seccomp: Option<&Filter>,
+) -> Result<()> {
+    if let Some(filter) = seccomp.filter(|_| !process.no_new_privileges().unwrap_or(false)) {
+        filter.load()?;
+    }
     let caps = process.capabilities().as_ref();
     crate::security::caps::drop_bounding(caps)?;
     crate::security::user::set_keep_caps(true)?;
@@ -159,6 +173,16 @@ pub fn drop_privileges(process: &Process, in_user_ns: bool) -> Result<()> {
         crate::security::set_no_new_privs()?;
     }
     Ok(())
+}
+
+/// Loads the seccomp filter of a process with no_new_privs (`drop_privileges` loaded it
+/// otherwise): the last step before exec, so the profile need not allow the runtime's own
+/// setup syscalls.
+pub fn load_seccomp_last(process: &Process, seccomp: Option<&Filter>) -> Result<()> {
+    match seccomp {
+        Some(filter) if process.no_new_privileges().unwrap_or(false) => filter.load(),
+        _ => Ok(()),
+    }
 }
 
 /// Gives the process the signal state it expects (Rust's runtime ignores SIGPIPE, and

@@ -1,9 +1,10 @@
 //! What the process is allowed to do once it runs: its capabilities, rlimits, user and
-//! groups, no_new_privs and OOM score. Each function changes the calling process only, and
-//! names what failed.
+//! groups, no_new_privs, seccomp filter and OOM score. Each function changes the calling
+//! process only, and names what failed.
 
 pub mod caps;
 pub mod rlimits;
+pub mod seccomp;
 pub mod user;
 
 use crate::error::{Error, IoContext, Result};
