@@ -23,7 +23,7 @@ use warden_protocol::{
 
 use crate::config::Config;
 use crate::container::bundle::{self, BindMount, BundleSpec};
-use crate::container::snapshot::{self, Snapshot};
+use crate::container::snapshot::Snapshot;
 use crate::container::{id, limits, rootfs, runtime, Error, State};
 use crate::dispatch::Dispatcher;
 use crate::handler::{ConnectionContext, Handler, Reply, RequestContext};
@@ -49,6 +49,9 @@ pub struct Container {
     pub base_rootfs: PathBuf,
     inner: Mutex<Inner>,
     grace: StdMutex<Grace>,
+    /// Held for a whole destroy, so two destroys (a client's, a grace timer's) never run at
+    /// once: the second finds the container destroyed.
+    destroying: Mutex<()>,
 }
 
 struct Inner {
@@ -62,6 +65,10 @@ struct Inner {
     limit_cpu: Option<u64>,
     /// Whether the OOM notifier runs (it is started once, by the first memory limit).
     oom_armed: bool,
+    /// The uid and the network went back to their pools (a retried teardown must not give
+    /// them back twice: by then another container may hold them).
+    uid_released: bool,
+    network_released: bool,
 }
 
 #[derive(Default)]
@@ -257,8 +264,11 @@ impl Manager {
                 limit_memory: None,
                 limit_cpu: None,
                 oom_armed: false,
+                uid_released: false,
+                network_released: false,
             }),
             grace: StdMutex::new(Grace::default()),
+            destroying: Mutex::new(()),
         });
         tracing::info!(handle = %handle, id = %container.id, "creating container");
         if let Err(e) = std::fs::create_dir(&container.dir) {
@@ -368,9 +378,13 @@ impl Manager {
         let mut errors = Vec::new();
         let t = std::time::Instant::now();
         let (root, id) = (c.runtime_root(), c.id.clone());
-        if let Err(e) = blocking(move || runtime::delete(&root, &id)).await {
-            errors.push(e.to_string());
-        }
+        let processes_gone = match blocking(move || runtime::delete(&root, &id)).await {
+            Ok(()) => true,
+            Err(e) => {
+                errors.push(e.to_string());
+                false
+            }
+        };
         tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "teardown: processes and cgroups gone");
         // The processes are gone, so unmounting the netns lets the kernel free it and the
         // veth pair; the network returns to the pool once the host's end is gone.
@@ -391,10 +405,17 @@ impl Manager {
             errors.push(e.to_string());
         }
         tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "teardown: network, overlay and dir gone");
-        if net_ok {
+        // Give back only what nothing uses any more, and only once.
+        let mut inner = c.inner.lock().await;
+        if net_ok && processes_gone && !inner.network_released {
+            inner.network_released = true;
             self.release_network_when_gone(c.network, self.net_spec(c));
         }
-        self.uids.release(c.uid);
+        if processes_gone && !inner.uid_released {
+            inner.uid_released = true;
+            self.uids.release(c.uid);
+        }
+        drop(inner);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -438,7 +459,9 @@ impl Manager {
             return Ok(());
         }
         inner.state = State::Stopped;
-        let _ = std::fs::remove_file(c.dir.join(snapshot::FILE));
+        // The original deleted the snapshot while stopping, so a restart in those seconds
+        // lost the container; we record the new state at once instead.
+        c.save(&inner);
         let jobs: Vec<PathBuf> = inner.jobs.values().cloned().collect();
         drop(inner);
 
@@ -464,6 +487,7 @@ impl Manager {
     }
 
     async fn destroy(&self, c: &Arc<Container>) -> Result<(), Error> {
+        let _one_at_a_time = c.destroying.lock().await;
         {
             let mut inner = c.inner.lock().await;
             if inner.state == State::Destroyed {
@@ -479,7 +503,7 @@ impl Manager {
         tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "destroy: stopped");
         self.teardown(c).await?;
         c.inner.lock().await.state = State::Destroyed;
-        let _ = self.registry.remove(&c.handle);
+        self.registry.remove_if_same(&c.handle, c);
         tracing::info!(handle = %c.handle, id = %c.id, "container destroyed");
         Ok(())
     }
@@ -551,9 +575,11 @@ impl Manager {
             discard_output: req.discard_output.unwrap_or(false),
             output_limit: self.config.server.job_output_limit,
         };
-        jobs::spawn(&self.exe, &dir, &spec)
-            .await
-            .map_err(|e| Error::Runtime(format!("iomux-spawn failed: {e}")))?;
+        jobs::spawn(&self.exe, &dir, &spec).await.map_err(|e| {
+            // The protocol's message is exactly this (SPEC 4); the cause goes to the log.
+            tracing::warn!(handle = %c.handle, job_id, "cannot start the job: {e}");
+            Error::Request("iomux-spawn failed".into())
+        })?;
         inner.jobs.insert(job_id, dir);
         c.save(&inner);
         drop(inner);
@@ -678,7 +704,14 @@ impl Manager {
         let c = c.clone();
         tokio::spawn(async move {
             let mut chunks = jobs::stream(&dir);
-            while let Some(item) = chunks.recv().await {
+            loop {
+                // A client that went away leaves the job alone (SPEC 3.5): stop following it
+                // at once, even while it writes nothing.
+                let item = tokio::select! {
+                    item = chunks.recv() => item,
+                    _ = tx.closed() => return,
+                };
+                let Some(item) = item else { break };
                 match item {
                     jobs::StreamItem::Chunk { name, data } => {
                         let r = StreamResponse {
@@ -692,6 +725,9 @@ impl Manager {
                         }
                     }
                     jobs::StreamItem::Exit { exit_status, .. } => {
+                        if tx.is_closed() {
+                            return;
+                        }
                         let mut inner = c.inner.lock().await;
                         if inner.jobs.remove(&job_id).is_some() {
                             c.save(&inner);
@@ -936,7 +972,12 @@ impl Manager {
         let mut max_job = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || !entry.path().is_dir() {
+            // Only dirs named like our container ids are ours: anything else in the depot
+            // (a mistaken depot path, an operator's file) is left alone.
+            if !id::is_valid(&name) || !entry.path().is_dir() {
+                if !name.starts_with('.') {
+                    tracing::warn!(entry = %name, "not a container dir: left alone");
+                }
                 continue;
             }
             let dir = entry.path();
@@ -968,15 +1009,26 @@ impl Manager {
                 snap.id
             )));
         }
+        if snap.state == State::Born {
+            return Err(Error::Invalid("its create never finished".into()));
+        }
         if !runtime::is_running(&dir.join("run"), &id) {
             return Err(Error::Runtime("its init is not running".into()));
         }
+        // A network or uid outside today's pools (the config changed) is the container's
+        // alone: it is kept, as the original does. One inside that is taken is a conflict.
         let network = Network::containing(snap.network);
-        if !self.networks.remove(network) {
+        let in_pool = self.networks.pool().contains(network.address());
+        if in_pool && !self.networks.remove(network) {
             return Err(Error::Invalid(format!("network {network} is not free")));
         }
-        if !self.uids.remove(snap.uid) {
-            self.networks.release(network);
+        let user = &self.config.user;
+        let uid_in_pool = snap.uid >= user.pool_start_uid
+            && u64::from(snap.uid) < u64::from(user.pool_start_uid) + u64::from(user.pool_size);
+        if uid_in_pool && !self.uids.remove(snap.uid) {
+            if in_pool {
+                self.networks.release(network);
+            }
             return Err(Error::Invalid(format!("uid {} is not free", snap.uid)));
         }
         let mut jobs_map = BTreeMap::new();
@@ -1004,8 +1056,11 @@ impl Manager {
                 limit_memory: snap.limit_memory,
                 limit_cpu: snap.limit_cpu,
                 oom_armed: false,
+                uid_released: false,
+                network_released: false,
             }),
             grace: StdMutex::new(Grace::default()),
+            destroying: Mutex::new(()),
         });
         if let Err(e) = self.registry.insert(&c.handle, c.clone()) {
             self.networks.release(network);
@@ -1153,11 +1208,11 @@ impl Manager {
             other => {
                 let handle = other.container_handle().unwrap_or_default().to_string();
                 let c = self.container(&handle, conn)?;
-                c.inner
-                    .lock()
-                    .await
-                    .state
-                    .check(&[State::Active, State::Stopped])?;
+                let allowed: &[State] = match other {
+                    Request::NetIn(_) | Request::NetOut(_) => &[State::Active],
+                    _ => &[State::Active, State::Stopped],
+                };
+                c.inner.lock().await.state.check(allowed)?;
                 Reply::error(format!("{} is not supported yet", other.type_name()))
             }
         })
@@ -1248,8 +1303,23 @@ fn write_executable(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// rm -rf, retried a few times (a just-killed process may still hold a mount busy).
+/// rm -rf, retried a few times (a just-killed process may still hold a mount busy). Refused
+/// while anything is still mounted below `dir`: rm would go down into it (a bind mount's
+/// source on the host, say).
 fn remove_dir_all_retry(dir: &Path) -> Result<(), Error> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(m) = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .find(|p| p.starts_with(dir))
+    {
+        return Err(Error::Runtime(format!(
+            "not removing {}: {} is still mounted",
+            dir.display(),
+            m.display()
+        )));
+    }
     let mut last = None;
     for attempt in 0..5 {
         match std::fs::remove_dir_all(dir) {

@@ -82,6 +82,19 @@ impl<C> Registry<C> {
             .ok_or(RegistryError::UnknownHandle)
     }
 
+    /// Removes `handle` only if it is still `container` (not a newer one that took the
+    /// handle since).
+    pub fn remove_if_same(&self, handle: &str, container: &Arc<C>) -> bool {
+        let mut map = self.write();
+        match map.get(handle) {
+            Some(c) if Arc::ptr_eq(c, container) => {
+                map.remove(handle);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Every container, with its handle.
     pub fn all(&self) -> Vec<(String, Arc<C>)> {
         self.read()

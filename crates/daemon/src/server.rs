@@ -350,7 +350,35 @@ impl Conn {
             Reply::Stream(mut responses) => {
                 self.flush().await?;
                 let mut count = 0usize;
-                while let Some(response) = responses.recv().await {
+                // Watch the socket meanwhile: a client that hangs up must be noticed even while
+                // the stream has nothing to write (the producer then sees its receiver gone and
+                // stops, SPEC 3.5). Bytes it pipelines are kept for the requests after, up to a
+                // bound; past that only a failed write tells.
+                let mut watch = true;
+                loop {
+                    let next = if watch {
+                        tokio::select! {
+                            r = responses.recv() => r,
+                            ready = self.stream.readable() => {
+                                if ready.is_ok() {
+                                    self.rbuf.reserve(READ_CHUNK);
+                                    match self.stream.try_read_buf(&mut self.rbuf) {
+                                        Ok(0) => {
+                                            tracing::debug!(parent: &span, "client left mid-stream");
+                                            return Err(io::ErrorKind::UnexpectedEof.into());
+                                        }
+                                        Ok(_) => watch = self.rbuf.len() < READ_CHUNK * 16,
+                                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                                        Err(e) => return Err(e),
+                                    }
+                                }
+                                continue;
+                            }
+                        }
+                    } else {
+                        responses.recv().await
+                    };
+                    let Some(response) = next else { break };
                     count += 1;
                     self.push(&response);
                     // Write what is ready in one go, then wait for more.

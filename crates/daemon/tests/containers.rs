@@ -781,3 +781,80 @@ fn allow_networks_opens_the_way_between_containers() {
     }
     w.assert_clean();
 }
+
+#[test]
+fn concurrent_destroys_tear_down_once_and_spare_a_new_container_of_the_same_name() {
+    let w = Wardend::start("", "");
+    let mut c = w.client();
+    for round in 0..3 {
+        let name = format!("twice-{round}");
+        c.create(CreateRequest {
+            handle: Some(name.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let destroys: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, n) = (w.socket.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let mut c = warden_client::Client::connect(s).unwrap();
+                    c.destroy(DestroyRequest { handle: n }).map(|_| ())
+                })
+            })
+            .collect();
+        let results: Vec<_> = destroys.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(results.iter().any(|r| r.is_ok()), "{results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert_eq!(e.server_message(), Some("unknown handle"));
+            }
+        }
+        // A new container under the same handle is not hit by the late destroy.
+        c.create(CreateRequest {
+            handle: Some(name.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(c.list().unwrap().handles.contains(&name));
+        c.destroy(DestroyRequest { handle: name }).unwrap();
+    }
+    w.assert_clean();
+}
+
+#[test]
+fn an_abandoned_stream_leaves_the_job_to_be_linked() {
+    let w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let job = c
+        .spawn(SpawnRequest {
+            handle: h.clone(),
+            script: "sleep 1; echo done".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    {
+        let mut s = w.client();
+        let stream = s
+            .stream(StreamRequest {
+                handle: h.clone(),
+                job_id: job,
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let l = c
+        .link(LinkRequest {
+            handle: h.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.exit_status, Some(0));
+    assert_eq!(l.stdout.as_deref(), Some(&b"done\n"[..]));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}

@@ -237,3 +237,29 @@ fn out_of_memory_is_still_seen_after_a_restart() {
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn recovery_leaves_foreign_dirs_alone_and_tears_down_unfinished_creates() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let id = container_id(&mut c, &h);
+    drop(c);
+    w.kill9();
+    // Someone's data in the depot, and a create that never finished (state "born").
+    let foreign = w.depot.join("not-a-container");
+    std::fs::create_dir_all(foreign.join("sub")).unwrap();
+    std::fs::write(foreign.join("sub/precious"), "keep me").unwrap();
+    let snap = w.depot.join(&id).join("snapshot.json");
+    let text = std::fs::read_to_string(&snap).unwrap();
+    std::fs::write(&snap, text.replace("\"active\"", "\"born\"")).unwrap();
+    w.spawn();
+    let mut c = w.client();
+    assert!(c.list().unwrap().handles.is_empty());
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("sub/precious")).unwrap(),
+        "keep me"
+    );
+    std::fs::remove_dir_all(&foreign).unwrap();
+    w.assert_clean();
+}
