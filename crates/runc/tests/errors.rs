@@ -272,3 +272,24 @@ fn commands_on_a_container_that_does_not_exist() {
     // runc: delete --force of a missing container succeeds.
     env.runc(&["delete", "--force", &id]).ok();
 }
+
+#[test]
+fn bind_mount_option_we_do_not_implement_is_refused() {
+    // `rro` (recursive read-only) dropped silently would leave the mount writable.
+    let env = Env::new("bind-rro");
+    let id = env.new_id();
+    let src = env.dir().join("rro-src");
+    fs::create_dir_all(&src).unwrap();
+    let b = env.bundle(&id, |s| {
+        marked(s, &id);
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", "rro"]
+        }));
+    });
+    create_fails_cleanly(
+        &env,
+        &id,
+        &b,
+        "mount /mnt: option \"rro\" is not supported on bind mounts",
+    );
+}

@@ -129,3 +129,60 @@ fn joining_a_namespace_path_that_does_not_exist_fails_cleanly() {
     env.create(&id, &b).fails_with("/proc/999999999/ns/net");
     env.assert_clean(&id);
 }
+
+/// Until its execve the init runs the runtime's own image: it must not be dumpable, or a
+/// container process could open /proc/<init>/exe and overwrite the runtime on the host
+/// (CVE-2019-5736). Seen from a process in the same pid namespace with the same uid and
+/// capabilities: it may read /proc/<pid>/environ of a dumpable process, not of a
+/// non-dumpable one (that takes CAP_SYS_PTRACE).
+#[test]
+fn the_init_is_not_dumpable_until_it_execs() {
+    let env = Env::new("dumpable");
+    let first = env.created(|s| s["process"]["args"] = json!(["sleep", "30"]));
+    env.runc(&["start", &first]).ok();
+    let first_pid = env.state(&first)["pid"].as_i64().unwrap();
+    // A second container in the first one's pid namespace, created, not started: its init
+    // waits in the runtime's image, as root with the same capabilities as the first's.
+    let second = env.created(|s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = json!(format!("/proc/{first_pid}/ns/pid"));
+            }
+        }
+    });
+    let second_pid = env.state(&second)["pid"].as_i64().unwrap();
+    let status = fs::read_to_string(format!("/proc/{second_pid}/status")).unwrap();
+    let inner_pid = status_field(&status, "NSpid")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    let read = |pid: &str| {
+        env.runc(&[
+            "exec",
+            &first,
+            "sh",
+            "-c",
+            &format!("cat /proc/{pid}/environ >/dev/null && echo readable"),
+        ])
+    };
+    assert_eq!(
+        read("1").stdout.trim(),
+        "readable",
+        "the check itself does not work"
+    );
+    let out = read(&inner_pid);
+    assert_ne!(
+        out.stdout.trim(),
+        "readable",
+        "the created init is dumpable: {}",
+        out.describe()
+    );
+    env.runc(&["start", &second]).ok();
+    assert_eq!(read(&inner_pid).stdout.trim(), "readable");
+    for id in [second, first] {
+        env.runc(&["delete", "--force", &id]).ok();
+        env.assert_clean(&id);
+    }
+}

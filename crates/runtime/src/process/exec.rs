@@ -128,6 +128,7 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
 }
 
 fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Result<Infallible> {
+    crate::security::set_not_dumpable()?;
     ch.expect("Continue")?;
     for t in targets {
         nix::sched::setns(t.file.as_fd(), t.flag).sys(format!("setns {}", t.name))?;

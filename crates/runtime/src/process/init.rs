@@ -55,6 +55,7 @@ pub fn run(args: InitArgs) -> ! {
 }
 
 fn init(a: &InitArgs) -> Result<Infallible> {
+    crate::security::set_not_dumpable()?;
     let Message::Continue { pid } = a.channel.expect("Continue")? else {
         unreachable!("expect returns the message asked for")
     };

@@ -59,6 +59,14 @@ impl Options {
                 "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
                 "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
                 "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+                "nosymfollow" => (
+                    MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                    MsFlags::empty(),
+                ),
+                "symfollow" => (
+                    MsFlags::empty(),
+                    MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                ),
                 "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
                 "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
                 | "unbindable" | "runbindable" => {
@@ -161,14 +169,38 @@ fn make_target(dest: &Path, file: bool) -> Result<()> {
     }
 }
 
-/// Mounts one entry inside the rootfs (before pivot_root).
+/// Runs `f` with a path that names the mount point `dest` (as the container sees it) safely:
+/// `/proc/self/fd/N` of an fd the kernel resolved inside the rootfs. Opened anew for each
+/// call, so after a mount it names the new mount (to remount it, say).
+fn at_target<T>(ctx: &Context, dest: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let fd = super::path::open_in_root(ctx.rootfs, dest)?;
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    // Errors name the mount point as the config does, not the fd.
+    f(Path::new(&proc_path)).map_err(|e| match e {
+        Error::Init(msg) => Error::Init(msg.replace(&proc_path, &dest.display().to_string())),
+        other => other,
+    })
+}
+
+/// Mounts one entry inside the rootfs (before pivot_root). Mount points are created at the
+/// path `secure_join` resolves, but every mount(2) goes through [`at_target`], so a symlink
+/// swapped in meanwhile cannot move a mount out of the rootfs.
 pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
     let opts = Options::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = secure_join(ctx.rootfs, m.destination())?;
+    let shown = m.destination();
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
 
     if typ == "bind" || opts.is_bind() {
+        // A bind mount takes no filesystem data: an option we do not know (rro, idmap...)
+        // would be dropped silently, and the mount be less restricted than asked.
+        if let Some(unknown) = opts.data.first() {
+            return Err(Error::Config(format!(
+                "mount {}: option {unknown:?} is not supported on bind mounts",
+                shown.display()
+            )));
+        }
         let source = m.source().as_deref().ok_or_else(|| {
             Error::Config(format!(
                 "bind mount {} has no source",
@@ -184,11 +216,13 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
         })?;
         make_target(&dest, !meta.is_dir())?;
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        sys_mount(Some(source), &dest, None, flags, None)?;
+        at_target(ctx, shown, |t| {
+            sys_mount(Some(source), t, None, flags, None)
+        })?;
         // Bind mounts ignore every other flag until a remount.
         let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
-            remount(&dest, rest, &opts)?;
+            at_target(ctx, shown, |t| remount(t, rest, &opts))?;
         }
     } else if typ == "cgroup" {
         make_target(&dest, false)?;
@@ -197,7 +231,10 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
         make_target(&dest, false)?;
         let source = m.source().as_deref().unwrap_or(Path::new(typ));
         let fstype = (!typ.is_empty()).then_some(typ);
-        match sys_mount(Some(source), &dest, fstype, opts.flags, data.as_deref()) {
+        let mounted = at_target(ctx, shown, |t| {
+            sys_mount(Some(source), t, fstype, opts.flags, data.as_deref())
+        });
+        match mounted {
             Ok(()) => {}
             // sysfs of another network namespace, or mqueue of another ipc namespace, cannot
             // be mounted from a user namespace: bind the host's instead, as runc does.
@@ -207,23 +244,25 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
                 } else {
                     "/dev/mqueue"
                 };
-                sys_mount(
-                    Some(Path::new(host)),
-                    &dest,
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None,
-                )?;
+                at_target(ctx, shown, |t| {
+                    sys_mount(
+                        Some(Path::new(host)),
+                        t,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None,
+                    )
+                })?;
                 let rest = opts.flags & !MsFlags::MS_REMOUNT;
                 if !rest.is_empty() {
-                    remount(&dest, rest, &opts)?;
+                    at_target(ctx, shown, |t| remount(t, rest, &opts))?;
                 }
             }
             Err(e) => return Err(e),
         }
     }
     for p in &opts.propagation {
-        sys_mount(None, &dest, None, *p, None)?;
+        at_target(ctx, shown, |t| sys_mount(None, t, None, *p, None))?;
     }
     Ok(())
 }

@@ -46,6 +46,42 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
     Ok(root.join(resolved))
 }
 
+/// Opens `path` (as the container sees it) inside `root` as an `O_PATH` fd, with the kernel
+/// resolving every component within `root` (openat2 `RESOLVE_IN_ROOT`): whatever a symlink in
+/// the rootfs says, or however it is swapped meanwhile, the fd is of something inside it.
+/// Mounting onto `/proc/self/fd/<fd>` then mounts exactly there (runc does the same).
+pub fn open_in_root(root: &Path, path: &Path) -> Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    let root_fd = open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", root.display()), e))?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    loop {
+        match openat2(&root_fd, rel, how) {
+            Ok(fd) => return Ok(fd),
+            // The kernel asks for a retry when a rename raced with the lookup.
+            Err(nix::errno::Errno::EAGAIN) => continue,
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("open {} in {}", path.display(), root.display()),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
 /// The normal components of a path (`.` and root dropped, `..` kept).
 fn components(p: &Path) -> Vec<std::ffi::OsString> {
     p.components()
