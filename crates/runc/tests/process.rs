@@ -664,3 +664,54 @@ fn rootfs_propagation_is_applied() {
         .fails_with("unknown rootfsPropagation \"sideways\"");
     env.assert_clean(&id);
 }
+
+#[test]
+fn namespaced_sysctls_are_set_and_others_refused() {
+    let env = Env::new("sysctl");
+    let host_ttl = fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap();
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["sysctl"] =
+                json!({"net.ipv4.ip_default_ttl": "77", "kernel.shmmni": "1234"});
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/sys/net/ipv4/ip_default_ttl /proc/sys/kernel/shmmni",
+                ],
+            );
+        })
+        .ok();
+    assert_eq!(out.lines(), ["77", "1234"], "{}", out.describe());
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap(),
+        host_ttl,
+        "the host's value changed"
+    );
+    for (sysctl, want, drop_netns) in [
+        (
+            "kernel.panic",
+            "sysctl \"kernel.panic\" is not namespaced",
+            false,
+        ),
+        (
+            "net.ipv4.ip_default_ttl",
+            "the container does not have its own namespace",
+            true,
+        ),
+    ] {
+        let id = env.new_id();
+        let b = env.bundle(&id, |s| {
+            s["linux"]["sysctl"] = json!({ sysctl: "1" });
+            if drop_netns {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|n| n["type"] != "network");
+            }
+        });
+        env.create(&id, &b).fails_with(want);
+        env.assert_clean(&id);
+    }
+}

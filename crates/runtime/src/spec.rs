@@ -150,6 +150,48 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
             return Err("unable to set domainname without a private UTS namespace".into());
         }
     }
+    if let Some(linux) = spec.linux() {
+        let new_ns = |t: LinuxNamespaceType| {
+            linux
+                .namespaces()
+                .iter()
+                .flatten()
+                .any(|ns| ns.typ() == t && ns.path().is_none())
+        };
+        let joined_ns = |t: LinuxNamespaceType| {
+            linux
+                .namespaces()
+                .iter()
+                .flatten()
+                .any(|ns| ns.typ() == t && ns.path().is_some())
+        };
+        for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
+            check_sysctl(key, &new_ns, &joined_ns)?;
+        }
+        // We implement neither LSM: a profile asked for on a host that enforces one must not
+        // be dropped silently. Without the LSM on the host there is nothing to apply (runc
+        // does the same).
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+            && std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return Err("linux.mountLabel: SELinux is not supported by this runtime".into());
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty())
+            && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|v| v.trim() == "Y")
+        {
+            return Err(
+                "process.apparmorProfile: AppArmor is not supported by this runtime".into(),
+            );
+        }
+        if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
+            && std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return Err("process.selinuxLabel: SELinux is not supported by this runtime".into());
+        }
+    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             return Err(format!(
@@ -159,6 +201,44 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A sysctl may only be set where it belongs to a namespace of the container's own (runc's
+/// rule): writing any other would change the host.
+fn check_sysctl(
+    key: &str,
+    new_ns: &dyn Fn(LinuxNamespaceType) -> bool,
+    joined_ns: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> std::result::Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let own = |t| new_ns(t) || joined_ns(t);
+    let ok = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        own(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        own(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        own(LinuxNamespaceType::Uts)
+    } else {
+        return Err(format!(
+            "sysctl {key:?} is not namespaced: setting it would change the host"
+        ));
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "sysctl {key:?} is not allowed: the container does not have its own namespace for it"
+        ))
+    }
 }
 
 /// The config.json `spec` writes: runc's default, a busybox-friendly shell container.

@@ -169,6 +169,17 @@ pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<()> {
         mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
             .sys(format!("set rootfsPropagation {p} on /"))?;
     }
+    // Before readonlyPaths makes /proc/sys read-only. Only namespaced keys get here
+    // (spec::validate).
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| Error::Init(format!("sysctl {key}={value:?}: write {path}: {e}")))?;
+    }
     for p in linux
         .and_then(|l| l.readonly_paths().as_deref())
         .unwrap_or_default()
