@@ -293,3 +293,16 @@ fn bind_mount_option_we_do_not_implement_is_refused() {
         "mount /mnt: option \"rro\" is not supported on bind mounts",
     );
 }
+
+#[test]
+fn device_path_outside_dev_is_refused() {
+    let env = Env::new("dev-escape");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        marked(s, &id);
+        s["linux"]["devices"] = json!([{
+            "path": "/dev/../etc/passwd", "type": "c", "major": 1, "minor": 3
+        }]);
+    });
+    create_fails_cleanly(&env, &id, &b, "device /dev/../etc/passwd is not under /dev");
+}

@@ -77,7 +77,13 @@ pub fn create(rootfs: &Path, extra: &[LinuxDevice], in_user_ns: bool) -> Result<
 }
 
 fn make(rootfs: &Path, d: &Device, in_user_ns: bool) -> Result<()> {
-    if !d.path.starts_with("/dev") {
+    let normal = d.path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    if !normal || !d.path.starts_with("/dev/") {
         return Err(Error::Config(format!(
             "device {} is not under /dev",
             d.path.display()

@@ -251,7 +251,8 @@ fn mask_path(p: &Path) -> Result<()> {
         )
     };
     match r {
-        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        // Gone, or a path through a file (runc tolerates both).
+        Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => Ok(()),
         Err(e) => Err(Error::sys(format!("mask {}", p.display()), e)),
     }
 }
