@@ -552,10 +552,16 @@ impl Manager {
     // jobs
 
     async fn spawn(&self, c: &Arc<Container>, req: SpawnRequest) -> Result<u32, Error> {
+        // The job is in the container's list (and snapshot) before its keeper starts, so a
+        // daemon dying meanwhile still finds it; the lock is not held while the keeper
+        // starts, so other requests on the container go on.
         let mut inner = c.inner.lock().await;
         inner.state.check(&[State::Active])?;
         let job_id = self.next_job.fetch_add(1, Ordering::SeqCst);
         let dir = c.jobs_dir().join(job_id.to_string());
+        inner.jobs.insert(job_id, dir.clone());
+        c.save(&inner);
+        drop(inner);
         let privileged = req.privileged.unwrap_or(false);
         let spec = jobs::JobSpec {
             runtime_root: c.runtime_root(),
@@ -575,13 +581,19 @@ impl Manager {
             discard_output: req.discard_output.unwrap_or(false),
             output_limit: self.config.server.job_output_limit,
         };
-        jobs::spawn(&self.exe, &dir, &spec).await.map_err(|e| {
+        let started = jobs::spawn(&self.exe, &dir, &spec).await;
+        let mut inner = c.inner.lock().await;
+        if let Err(e) = started {
+            inner.jobs.remove(&job_id);
+            c.save(&inner);
             // The protocol's message is exactly this (SPEC 4); the cause goes to the log.
             tracing::warn!(handle = %c.handle, job_id, "cannot start the job: {e}");
-            Error::Request("iomux-spawn failed".into())
-        })?;
-        inner.jobs.insert(job_id, dir);
-        c.save(&inner);
+            return Err(Error::Request("iomux-spawn failed".into()));
+        }
+        if inner.state != State::Active {
+            // Stopped (or destroyed) while the keeper started: the job must not outlive that.
+            jobs::kill(&dir, Signal::SIGKILL);
+        }
         drop(inner);
         // Rewrite the snapshot when the job ends, so a restart knows it finished.
         if let Some(this) = self.this.upgrade() {
