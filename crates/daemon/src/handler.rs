@@ -116,8 +116,10 @@ impl Reply {
 /// plugs in behind it (or implements this directly).
 ///
 /// The server always drives `handle` to completion, even when the client has gone away
-/// meanwhile, so a handler never sees a request cancelled half-way; only a shutdown whose
-/// bounded wait expires abandons handlers still running.
+/// meanwhile, so a handler never sees a request cancelled half-way, with two exceptions at
+/// shutdown: link, run and stream, which wait on a job, are dropped at once (the job goes
+/// on; the next daemon answers for it), and a shutdown whose bounded wait expires abandons
+/// handlers still running.
 pub trait Handler: Send + Sync + 'static {
     /// A connection was accepted (before its first request is read).
     fn on_connect(&self, conn: &ConnectionContext) -> impl Future<Output = ()> + Send {

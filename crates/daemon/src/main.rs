@@ -120,6 +120,8 @@ fn run(config: Config, worker_threads: Option<usize>) -> anyhow::Result<()> {
 async fn daemon(config: Config) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    // The original's drain (SPEC 3.11); here every shutdown drains.
+    let mut sigusr2 = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
 
     let server = &config.server;
     let (listener, mut socket_file) =
@@ -151,6 +153,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         let name = tokio::select! {
             _ = sigterm.recv() => "SIGTERM",
             _ = sigint.recv() => "SIGINT",
+            _ = sigusr2.recv() => "SIGUSR2",
         };
         tracing::info!(signal = name, "shutdown requested");
         // New clients get ECONNREFUSED/ENOENT from now on, not a socket nobody serves.

@@ -167,7 +167,7 @@ impl Manager {
             firewall: Mutex::new(false),
             this: this.clone(),
         });
-        manager.recover().await;
+        manager.recover().await?;
         Ok(manager)
     }
 
@@ -976,23 +976,30 @@ impl Manager {
     /// Takes back every container in the depot: a container whose snapshot is readable and
     /// whose init is alive is registered again with its network and uid taken out of the
     /// pools, its jobs recovered and its grace timer started; anything else is torn down.
-    pub async fn recover(&self) {
+    ///
+    /// The packet filter comes first: if it cannot be installed the daemon does not start,
+    /// rather than tear down containers it could not fence.
+    pub async fn recover(&self) -> Result<(), Error> {
         let depot = self.config.server.container_depot_path.clone();
         let Ok(entries) = std::fs::read_dir(&depot) else {
-            return;
+            return Ok(());
         };
-        let mut max_job = 0;
+        // Only dirs named like our container ids are ours: anything else in the depot (a
+        // mistaken depot path, an operator's file) is left alone.
+        let mut dirs = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            // Only dirs named like our container ids are ours: anything else in the depot
-            // (a mistaken depot path, an operator's file) is left alone.
-            if !id::is_valid(&name) || !entry.path().is_dir() {
-                if !name.starts_with('.') {
-                    tracing::warn!(entry = %name, "not a container dir: left alone");
-                }
-                continue;
+            if id::is_valid(&name) && entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else if !name.starts_with('.') {
+                tracing::warn!(entry = %name, "not a container dir: left alone");
             }
-            let dir = entry.path();
+        }
+        if !dirs.is_empty() {
+            self.ensure_firewall().await?;
+        }
+        let mut max_job = 0;
+        for dir in dirs {
             match self.recover_one(&dir).await {
                 Ok((c, jobs_max)) => {
                     max_job = max_job.max(jobs_max);
@@ -1006,11 +1013,11 @@ impl Manager {
             }
         }
         self.next_job.fetch_max(max_job + 1, Ordering::SeqCst);
+        Ok(())
     }
 
     async fn recover_one(&self, dir: &Path) -> Result<(Arc<Container>, u32), Error> {
         let snap = Snapshot::load(dir)?;
-        self.ensure_firewall().await?;
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())

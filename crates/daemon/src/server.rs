@@ -179,6 +179,13 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
+/// What became of a request.
+enum Handled {
+    Done,
+    /// Given up at shutdown (it waited on a job).
+    Abandoned,
+}
+
 /// Why a connection ended.
 #[derive(Debug)]
 enum End {
@@ -247,8 +254,10 @@ impl Conn {
             };
             match item {
                 Ok(Some(Ok(request))) => {
-                    if let Err(e) = self.request(ctx, shared, request).await {
-                        return End::Io(e);
+                    match self.request(ctx, shared, request, &mut closed).await {
+                        Ok(Handled::Done) => {}
+                        Ok(Handled::Abandoned) => return End::Shutdown,
+                        Err(e) => return End::Io(e),
                     }
                     if shared.shutting_down.load(Ordering::Relaxed) {
                         return match self.flush().await {
@@ -303,13 +312,19 @@ impl Conn {
         }
     }
 
-    /// Runs one request to completion and buffers (or, for a stream, writes) its reply.
+    /// Runs one request to completion and buffers (or, for a stream, writes) its reply. A
+    /// request that waits on a job (link, run, stream) is abandoned at shutdown instead: its
+    /// job goes on under its keeper, and the next daemon answers for it (SPEC 3.11's drain
+    /// closes such connections at once too).
     async fn request<H: Handler>(
         &mut self,
         ctx: &ConnectionContext,
         shared: &Shared<H>,
         request: warden_protocol::Request,
-    ) -> io::Result<()> {
+        closed: &mut oneshot::Receiver<()>,
+    ) -> io::Result<Handled> {
+        use warden_protocol::Request as R;
+        let waits_on_a_job = matches!(request, R::Link(_) | R::Run(_) | R::Stream(_));
         let id = shared.next_request.fetch_add(1, Ordering::Relaxed);
         let type_name = request.type_name();
         let span = tracing::debug_span!("request", req = id, ty = type_name);
@@ -325,7 +340,17 @@ impl Conn {
                 Poll::Ready(reply) => reply,
                 Poll::Pending => {
                     let flushed = self.flush().await;
-                    let reply = handling.await;
+                    let reply = if waits_on_a_job {
+                        tokio::select! {
+                            reply = &mut handling => reply,
+                            _ = &mut *closed => {
+                                tracing::debug!(parent: &span, "abandoned at shutdown");
+                                return Ok(Handled::Abandoned);
+                            }
+                        }
+                    } else {
+                        handling.await
+                    };
                     if let Err(e) = flushed {
                         drop(reply);
                         return Err(e);
@@ -345,7 +370,7 @@ impl Conn {
                 if self.wbuf.len() >= FLUSH_AT {
                     self.flush().await?;
                 }
-                Ok(())
+                Ok(Handled::Done)
             }
             Reply::Stream(mut responses) => {
                 self.flush().await?;
@@ -359,6 +384,7 @@ impl Conn {
                     let next = if watch {
                         tokio::select! {
                             r = responses.recv() => r,
+                            _ = &mut *closed => return Ok(Handled::Abandoned),
                             ready = self.stream.readable() => {
                                 if ready.is_ok() {
                                     self.rbuf.reserve(READ_CHUNK);
@@ -376,7 +402,10 @@ impl Conn {
                             }
                         }
                     } else {
-                        responses.recv().await
+                        tokio::select! {
+                            r = responses.recv() => r,
+                            _ = &mut *closed => return Ok(Handled::Abandoned),
+                        }
                     };
                     let Some(response) = next else { break };
                     count += 1;
@@ -394,7 +423,7 @@ impl Conn {
                     self.flush().await?;
                 }
                 tracing::debug!(parent: &span, responses = count, "stream ended");
-                Ok(())
+                Ok(Handled::Done)
             }
         }
     }

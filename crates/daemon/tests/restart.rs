@@ -263,3 +263,42 @@ fn recovery_leaves_foreign_dirs_alone_and_tears_down_unfinished_creates() {
     std::fs::remove_dir_all(&foreign).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn shutdown_drops_a_waiting_link_at_once_and_the_next_daemon_answers_it() {
+    let mut w = Wardend::start("shutdown_timeout: 60", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let job = spawn(&mut c, &h, "sleep 2; echo late");
+    let (s, h2) = (w.socket.clone(), h.clone());
+    let linker = std::thread::spawn(move || {
+        let mut c = warden_client::Client::connect(s).unwrap();
+        c.link(LinkRequest {
+            handle: h2,
+            job_id: job,
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    // SIGUSR2, the original's drain.
+    unsafe { libc::kill(w.pid(), libc::SIGUSR2) };
+    let mut child = w.child.take().unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(0));
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        linker.join().unwrap().is_err(),
+        "the linker should see the connection close"
+    );
+    w.spawn();
+    let mut c = w.client();
+    let l = c
+        .link(LinkRequest {
+            handle: h.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.stdout.as_deref(), Some(&b"late\n"[..]));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
