@@ -17,8 +17,9 @@ use tokio::sync::Mutex;
 use warden_protocol::{
     CopyInRequest, CopyInResponse, CopyOutRequest, CopyOutResponse, CpuStat, CreateRequest,
     CreateResponse, DestroyResponse, InfoResponse, LimitCpuResponse, LimitMemoryResponse,
-    LinkResponse, MemoryStat, Request, ResourceLimits, Response, RunResponse, SpawnRequest,
-    SpawnResponse, StopRequest, StopResponse, StreamResponse,
+    LinkResponse, MemoryStat, NetInRequest, NetInResponse, NetOutRequest, NetOutResponse, Request,
+    ResourceLimits, Response, RunResponse, SpawnRequest, SpawnResponse, StopRequest, StopResponse,
+    StreamResponse,
 };
 
 use crate::config::Config;
@@ -29,7 +30,7 @@ use crate::dispatch::Dispatcher;
 use crate::handler::{ConnectionContext, Handler, Reply, RequestContext};
 use crate::jobs;
 use crate::net;
-use crate::pool::{Network, NetworkPool, UidPool};
+use crate::pool::{Network, NetworkPool, PortPool, UidPool};
 use crate::registry::{Registry, RegistryError};
 
 /// The container event of an OOM (SPEC 4).
@@ -63,6 +64,12 @@ struct Inner {
     obituary: Option<InfoResponse>,
     limit_memory: Option<u64>,
     limit_cpu: Option<u64>,
+    /// Host ports from the port pool, net_in mappings, net_out entries (SPEC 3.6).
+    ports: Vec<u16>,
+    net_in: Vec<(u16, u16)>,
+    net_out: Vec<net::firewall::NetOut>,
+    /// The ports went back to the pool (only once, like the uid and network).
+    ports_released: bool,
     /// Whether the OOM notifier runs (it is started once, by the first memory limit).
     oom_armed: bool,
     /// The uid and the network went back to their pools (a retried teardown must not give
@@ -106,6 +113,9 @@ impl Container {
             jobs: inner.jobs.keys().copied().collect(),
             limit_memory: inner.limit_memory,
             limit_cpu: inner.limit_cpu,
+            ports: inner.ports.clone(),
+            net_in: inner.net_in.clone(),
+            net_out: inner.net_out.clone(),
         }
     }
 
@@ -130,6 +140,7 @@ pub struct Manager {
     dispatcher: Dispatcher<Container>,
     networks: NetworkPool,
     uids: UidPool,
+    ports: PortPool,
     next_job: AtomicU32,
     /// Containers (by handle) each connection references.
     conns: StdMutex<HashMap<u64, HashSet<String>>>,
@@ -157,6 +168,7 @@ impl Manager {
         let manager = Arc::new_cyclic(|this| Manager {
             networks: NetworkPool::from_config(&config.network),
             uids: UidPool::from_config(&config.user),
+            ports: PortPool::from_config(&config.port),
             dispatcher: Dispatcher::new(registry.clone()),
             registry,
             config,
@@ -263,6 +275,10 @@ impl Manager {
                 obituary: None,
                 limit_memory: None,
                 limit_cpu: None,
+                ports: Vec::new(),
+                net_in: Vec::new(),
+                net_out: Vec::new(),
+                ports_released: false,
                 oom_armed: false,
                 uid_released: false,
                 network_released: false,
@@ -377,6 +393,24 @@ impl Manager {
     async fn teardown(&self, c: &Container) -> Result<(), Error> {
         let mut errors = Vec::new();
         let t = std::time::Instant::now();
+        let net_in = c.inner.lock().await.net_in.clone();
+        let (table, id, ip) = (
+            self.config.network.nftables_table.clone(),
+            c.id.clone(),
+            c.network.container_ip(),
+        );
+        let rules_gone = match blocking(move || {
+            net::firewall::remove_container(&table, &id, ip, &net_in)
+                .map_err(|e| Error::Network(e.to_string()))
+        })
+        .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                errors.push(e.to_string());
+                false
+            }
+        };
         let (root, id) = (c.runtime_root(), c.id.clone());
         let processes_gone = match blocking(move || runtime::delete(&root, &id)).await {
             Ok(()) => true,
@@ -410,6 +444,12 @@ impl Manager {
         if net_ok && processes_gone && !inner.network_released {
             inner.network_released = true;
             self.release_network_when_gone(c.network, self.net_spec(c));
+        }
+        if rules_gone && !inner.ports_released {
+            inner.ports_released = true;
+            for p in inner.ports.clone() {
+                self.ports.release(p);
+            }
         }
         if processes_gone && !inner.uid_released {
             inner.uid_released = true;
@@ -846,6 +886,82 @@ impl Manager {
         Ok(value)
     }
 
+    // -----------------------------------------------------------------------------------
+    // net_in / net_out (SPEC 3.6)
+
+    async fn net_in(&self, c: &Arc<Container>, req: NetInRequest) -> Result<NetInResponse, Error> {
+        let mut inner = c.inner.lock().await;
+        inner.state.check(&[State::Active])?;
+        let port = |p: u32, what: &str| {
+            u16::try_from(p)
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| Error::Request(format!("Invalid {what}: {p}")))
+        };
+        let container_port = req
+            .container_port
+            .map(|p| port(p, "container port"))
+            .transpose()?;
+        let (host_port, from_pool) = match req.host_port {
+            // An explicit port is used as is; one inside the pool that is free is taken out
+            // of it, so the pool never hands it to another container.
+            Some(p) => {
+                let p = port(p, "host port")?;
+                (p, self.ports.remove(p))
+            }
+            None => (
+                self.ports
+                    .acquire()
+                    .map_err(|e| Error::Request(e.to_string()))?,
+                true,
+            ),
+        };
+        let container_port = container_port.unwrap_or(host_port);
+        let (table, ip) = (
+            self.config.network.nftables_table.clone(),
+            c.network.container_ip(),
+        );
+        let added = blocking(move || {
+            net::firewall::net_in(&table, host_port, ip, container_port)
+                .map_err(|e| Error::Network(e.to_string()))
+        })
+        .await;
+        if let Err(e) = added {
+            if from_pool {
+                self.ports.release(host_port);
+            }
+            return Err(e);
+        }
+        if from_pool {
+            inner.ports.push(host_port);
+        }
+        inner.net_in.push((host_port, container_port));
+        c.save(&inner);
+        Ok(NetInResponse {
+            host_port: host_port.into(),
+            container_port: container_port.into(),
+        })
+    }
+
+    async fn net_out(&self, c: &Arc<Container>, req: NetOutRequest) -> Result<(), Error> {
+        let mut inner = c.inner.lock().await;
+        inner.state.check(&[State::Active])?;
+        let rule = net::firewall::NetOut::from_request(&req).map_err(Error::Request)?;
+        let (table, id, ip, r) = (
+            self.config.network.nftables_table.clone(),
+            c.id.clone(),
+            c.network.container_ip(),
+            rule.clone(),
+        );
+        blocking(move || {
+            net::firewall::net_out(&table, &id, ip, &r).map_err(|e| Error::Network(e.to_string()))
+        })
+        .await?;
+        inner.net_out.push(rule);
+        c.save(&inner);
+        Ok(())
+    }
+
     /// Starts the container's OOM notifier once: on an OOM the container gets the event
     /// `out of memory` and, if active, is stopped (SPEC 3.8).
     async fn arm_oom(&self, c: &Arc<Container>) {
@@ -1074,6 +1190,10 @@ impl Manager {
                 obituary: None,
                 limit_memory: snap.limit_memory,
                 limit_cpu: snap.limit_cpu,
+                ports: snap.ports.clone(),
+                net_in: snap.net_in.clone(),
+                net_out: snap.net_out.clone(),
+                ports_released: false,
                 oom_armed: false,
                 uid_released: false,
                 network_released: false,
@@ -1081,6 +1201,30 @@ impl Manager {
             grace: StdMutex::new(Grace::default()),
             destroying: Mutex::new(()),
         });
+        // Its net_in/net_out back into the (just installed) table, its ports out of the pool.
+        let (table, cid, ip) = (
+            self.config.network.nftables_table.clone(),
+            c.id.clone(),
+            c.network.container_ip(),
+        );
+        let (net_in, net_out) = (snap.net_in.clone(), snap.net_out.clone());
+        if let Err(e) = blocking(move || {
+            net::firewall::restore(&table, &cid, ip, &net_in, &net_out)
+                .map_err(|e| Error::Network(e.to_string()))
+        })
+        .await
+        {
+            if in_pool {
+                self.networks.release(network);
+            }
+            self.uids.release(c.uid);
+            return Err(e);
+        }
+        for p in &snap.ports {
+            if !self.ports.remove(*p) {
+                tracing::warn!(handle = %c.handle, port = p, "port not free in the pool (or outside it)");
+            }
+        }
         if let Err(e) = self.registry.insert(&c.handle, c.clone()) {
             self.networks.release(network);
             self.uids.release(c.uid);
@@ -1117,6 +1261,19 @@ impl Manager {
             prefix_len: Network::PREFIX_LEN,
             mtu: self.config.network.mtu,
         };
+        if let Some(s) = &snap {
+            let (table, cid, ip, net_in) = (
+                self.config.network.nftables_table.clone(),
+                id.clone(),
+                Network::containing(s.network).container_ip(),
+                s.net_in.clone(),
+            );
+            let _ = blocking(move || {
+                net::firewall::remove_container(&table, &cid, ip, &net_in)
+                    .map_err(|e| Error::Network(e.to_string()))
+            })
+            .await;
+        }
         // Not in the pools (recovery did not take it), so only the veth must go.
         if let Err(e) = net::teardown(&dir.join("netns"), &spec).await {
             tracing::warn!(dir = %dir.display(), "network teardown: {e}");
@@ -1223,6 +1380,15 @@ impl Manager {
                     }
                     .into(),
                 )
+            }
+            Request::NetIn(req) => {
+                let c = self.container(&req.handle, conn)?;
+                Reply::Single(self.net_in(&c, req).await?.into())
+            }
+            Request::NetOut(req) => {
+                let c = self.container(&req.handle, conn)?;
+                self.net_out(&c, req).await?;
+                Reply::Single(NetOutResponse {}.into())
             }
             other => {
                 let handle = other.container_handle().unwrap_or_default().to_string();

@@ -858,3 +858,209 @@ fn an_abandoned_stream_leaves_the_job_to_be_linked() {
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }
+
+/// A daemon whose port pool is `start..start+1000` (a range of the test's own, so that no
+/// other test's DNAT takes its ports).
+fn start_with_ports(start: u16) -> Wardend {
+    Wardend::start(
+        "",
+        &format!("port:\n  pool_start_port: {start}\n  pool_size: 1000\n"),
+    )
+}
+
+fn nft_table(w: &Wardend) -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &w.nft_table])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+/// Starts `nc -l -p port` in `h`; the job's id.
+fn nc_listen(c: &mut warden_client::Client, h: &str, port: u16) -> u32 {
+    let job = c
+        .spawn(SpawnRequest {
+            handle: h.into(),
+            script: format!("nc -l -p {port} -w 5"),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    std::thread::sleep(Duration::from_millis(200));
+    job
+}
+
+fn net_in(c: &mut warden_client::Client, h: &str, hp: Option<u32>, cp: Option<u32>) -> (u32, u32) {
+    let r = c
+        .net_in(warden_protocol::NetInRequest {
+            handle: h.into(),
+            host_port: hp,
+            container_port: cp,
+        })
+        .unwrap();
+    (r.host_port, r.container_port)
+}
+
+#[test]
+fn net_in_forwards_a_host_port_into_the_container() {
+    let w = start_with_ports(31000);
+    let mut c = w.client();
+    let h = create(&mut c);
+    let i = info(&mut c, &h);
+    let (host_ip, ip) = (i.host_ip.unwrap(), i.container_ip.unwrap());
+    let t = Instant::now();
+    assert_eq!(net_in(&mut c, &h, None, None), (31000, 31000));
+    eprintln!("net_in took {:?}", t.elapsed());
+    assert_eq!(net_in(&mut c, &h, None, Some(8080)), (31001, 8080));
+    assert_eq!(net_in(&mut c, &h, Some(40123), Some(8081)), (40123, 8081));
+    assert_eq!(net_in(&mut c, &h, Some(40124), None), (40124, 40124));
+    for (hp, cp) in [(31000u16, 31000u16), (31001, 8080), (40123, 8081)] {
+        let job = nc_listen(&mut c, &h, cp);
+        let mut s = std::net::TcpStream::connect((host_ip.as_str(), hp)).unwrap();
+        std::io::Write::write_all(&mut s, format!("to-{hp}\n").as_bytes()).unwrap();
+        drop(s);
+        let l = c
+            .link(LinkRequest {
+                handle: h.clone(),
+                job_id: job,
+            })
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&l.stdout.unwrap()),
+            format!("to-{hp}\n")
+        );
+    }
+    // Wrong state: stopped.
+    c.stop(StopRequest {
+        handle: h.clone(),
+        kill: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    let e = server_error(c.net_in(warden_protocol::NetInRequest {
+        handle: h.clone(),
+        host_port: None,
+        container_port: None,
+    }));
+    assert_eq!(
+        e,
+        "Container state must be one of 'active', current state is 'stopped'"
+    );
+    let text = nft_table(&w);
+    assert!(text.contains(&ip), "{text}");
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    let text = nft_table(&w);
+    assert!(!text.contains(&format!("{ip} ")), "{text}");
+    assert!(!text.contains("40123"), "{text}");
+    // Pool ports come back at the tail: a new container gets the next one.
+    let h = create(&mut c);
+    assert_eq!(net_in(&mut c, &h, None, None).0, 31002);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+fn net_out(
+    c: &mut warden_client::Client,
+    h: &str,
+    f: impl FnOnce(&mut warden_protocol::NetOutRequest),
+) -> Result<warden_protocol::NetOutResponse, warden_client::Error> {
+    let mut r = warden_protocol::NetOutRequest {
+        handle: h.into(),
+        ..Default::default()
+    };
+    f(&mut r);
+    c.net_out(r)
+}
+
+/// Whether `from` gets a line through to `to_ip:port` (a listener in `to`).
+fn reaches(c: &mut warden_client::Client, from: &str, to: &str, to_ip: &str, port: u16) -> bool {
+    let job = nc_listen(c, to, port);
+    let (code, _, _) = run(c, from, &format!("echo hi | nc -w 2 {to_ip} {port}"));
+    if code != 0 {
+        // Let the listener end.
+        let _ = std::net::TcpStream::connect((to_ip, port));
+    }
+    let l = c
+        .link(LinkRequest {
+            handle: to.into(),
+            job_id: job,
+        })
+        .unwrap();
+    code == 0 && l.stdout.as_deref() == Some(&b"hi\n"[..])
+}
+
+#[test]
+fn net_out_opens_ports_ranges_and_protocols() {
+    let w = start_with_ports(32000);
+    let mut c = w.client();
+    let a = create(&mut c);
+    let b = create(&mut c);
+    let b_ip = info(&mut c, &b).container_ip.unwrap();
+    assert!(!reaches(&mut c, &a, &b, &b_ip, 8080));
+    let t = Instant::now();
+    net_out(&mut c, &a, |r| {
+        r.network = Some(b_ip.clone());
+        r.port = Some(8080);
+    })
+    .unwrap();
+    eprintln!("net_out took {:?}", t.elapsed());
+    assert!(reaches(&mut c, &a, &b, &b_ip, 8080));
+    assert!(!reaches(&mut c, &a, &b, &b_ip, 8081));
+    net_out(&mut c, &a, |r| {
+        r.network = Some(format!("{b_ip}/32"));
+        r.port_range = Some("9000:9010".into());
+    })
+    .unwrap();
+    assert!(reaches(&mut c, &a, &b, &b_ip, 9005));
+    assert!(!reaches(&mut c, &a, &b, &b_ip, 9011));
+    // Protocol ALL to a range of addresses.
+    net_out(&mut c, &a, |r| {
+        r.network = Some(format!("{b_ip}-{b_ip}"));
+        r.protocol = Some(warden_protocol::Protocol::All as i32);
+        r.log = Some(true);
+    })
+    .unwrap();
+    assert!(reaches(&mut c, &a, &b, &b_ip, 7000));
+    // b was not opened the other way.
+    let a_ip = info(&mut c, &a).container_ip.unwrap();
+    assert!(!reaches(&mut c, &b, &a, &a_ip, 7000));
+    // Argument errors.
+    assert_eq!(
+        server_error(net_out(&mut c, &a, |_| {})),
+        "Please specify network, port, and/or port_range."
+    );
+    assert_eq!(
+        server_error(net_out(&mut c, &a, |r| r.port_range = Some("10:10".into()))),
+        "Port range maximum must be greater than minimum"
+    );
+    assert_eq!(
+        server_error(net_out(&mut c, &a, |r| r.port_range = Some("20:10".into()))),
+        "Port range maximum must be greater than minimum"
+    );
+    net_out(&mut c, &a, |r| {
+        r.protocol = Some(warden_protocol::Protocol::Icmp as i32);
+        r.network = Some("10.0.0.0/8".into());
+        r.icmp_type = Some(-1);
+    })
+    .unwrap();
+    c.stop(StopRequest {
+        handle: a.clone(),
+        kill: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        server_error(net_out(&mut c, &a, |r| r.port = Some(80))),
+        "Container state must be one of 'active', current state is 'stopped'"
+    );
+    let id = info(&mut c, &a).container_path.unwrap();
+    let id = id.rsplit('/').next().unwrap().to_string();
+    assert!(nft_table(&w).contains(&format!("c{id}")));
+    for h in [a, b] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    let text = nft_table(&w);
+    assert!(!text.contains(&format!("c{id}")), "{text}");
+    assert!(!text.contains(&format!("{a_ip} ")), "{text}");
+    w.assert_clean();
+}

@@ -302,3 +302,75 @@ fn shutdown_drops_a_waiting_link_at_once_and_the_next_daemon_answers_it() {
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn net_in_and_net_out_survive_a_kill_9() {
+    let mut w = Wardend::start("", "port:\n  pool_start_port: 33000\n  pool_size: 1000\n");
+    let mut c = w.client();
+    let a = create(&mut c);
+    let b = create(&mut c);
+    let ia = c.info(InfoRequest { handle: a.clone() }).unwrap();
+    let b_ip = c
+        .info(InfoRequest { handle: b.clone() })
+        .unwrap()
+        .container_ip
+        .unwrap();
+    let host_ip = ia.host_ip.unwrap();
+    let r = c
+        .net_in(warden_protocol::NetInRequest {
+            handle: a.clone(),
+            host_port: None,
+            container_port: Some(8080),
+        })
+        .unwrap();
+    assert_eq!(r.host_port, 33000);
+    c.net_out(warden_protocol::NetOutRequest {
+        handle: a.clone(),
+        network: Some(b_ip.clone()),
+        port: Some(8080),
+        ..Default::default()
+    })
+    .unwrap();
+    drop(c);
+    w.kill9();
+    w.spawn();
+    let mut c = w.client();
+    // net_in: the host reaches a's listener through the mapping.
+    let job = spawn(&mut c, &a, "nc -l -p 8080 -w 5");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut s = std::net::TcpStream::connect((host_ip.as_str(), 33000)).unwrap();
+    std::io::Write::write_all(&mut s, b"after-restart\n").unwrap();
+    drop(s);
+    let l = c
+        .link(LinkRequest {
+            handle: a.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.stdout.as_deref(), Some(&b"after-restart\n"[..]));
+    // net_out: a reaches b:8080.
+    let job = spawn(&mut c, &b, "nc -l -p 8080 -w 5");
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, _, err) = run(&mut c, &a, &format!("echo hi | nc -w 2 {b_ip} 8080"));
+    assert_eq!(code, 0, "{err}");
+    let l = c
+        .link(LinkRequest {
+            handle: b.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.stdout.as_deref(), Some(&b"hi\n"[..]));
+    // The port was taken out of the pool: the next is 33001.
+    let r = c
+        .net_in(warden_protocol::NetInRequest {
+            handle: b.clone(),
+            host_port: None,
+            container_port: None,
+        })
+        .unwrap();
+    assert_eq!(r.host_port, 33001);
+    for h in [a, b] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.assert_clean();
+}

@@ -31,6 +31,15 @@ pub struct Snapshot {
     /// The limit_cpu value (shares), if one was set.
     #[serde(default)]
     pub limit_cpu: Option<u64>,
+    /// Host ports taken from the port pool (by net_in).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// net_in mappings: [host port, container port].
+    #[serde(default)]
+    pub net_in: Vec<(u16, u16)>,
+    /// net_out entries, oldest first.
+    #[serde(default)]
+    pub net_out: Vec<crate::net::firewall::NetOut>,
 }
 
 impl Snapshot {

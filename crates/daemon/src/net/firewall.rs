@@ -3,7 +3,12 @@
 //! defaults (SPEC 3.6): a container may not reach the host (unless `allow_host_access`) nor
 //! any other network, other containers included (unless `allow_networks` lists it); replies
 //! to connections it may make are let through; nothing from outside reaches a container.
-//! net_in/net_out rules will go into per-container chains of the same table.
+//!
+//! net_out: each container has a chain `c<id>` of accept rules, reached from the forward
+//! chain through the verdict map `out_chains` (container ip → `jump c<id>`); a chain that does
+//! not accept falls back to the default reject. net_in: the map `in_ports` (host port →
+//! container ip . container port) is applied by DNAT in the nat prerouting and output chains
+//! to tcp sent to any local address of the host but loopback (127.0.0.0/8 is not forwarded).
 //!
 //! The table is written with one `nft -f -` transaction at startup (replacing any previous
 //! version), and kept when the daemon stops: the containers, which outlive it, stay fenced.
@@ -43,6 +48,12 @@ pub fn ruleset(table: &str, net: &NetworkConfig) -> String {
             set.join(", ")
         ));
     }
+    // net_in: DNAT'ed connections from outside the pool reach their container.
+    forward.push(format!(
+        "ip saddr != {pool} ct status dnat ip daddr {pool} accept"
+    ));
+    // net_out: each container's own chain, by its address; no accept falls through.
+    forward.push("ip saddr vmap @out_chains".to_string());
     forward.push(format!(
         "ip saddr {pool} reject with icmp type admin-prohibited"
     ));
@@ -53,12 +64,15 @@ pub fn ruleset(table: &str, net: &NetworkConfig) -> String {
             "  chain {name} {{\n    type filter hook {hook} priority filter; policy accept;\n{body}  }}\n"
         )
     };
+    let dnat = "fib daddr type local ip daddr != 127.0.0.0/8 dnat ip to tcp dport map @in_ports";
     format!(
-        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{}{}}}\n",
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{MAPS}{}{}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    {dnat}\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    {dnat}\n  }}\n}}\n",
         chain("input", "input", &input),
         chain("forward", "forward", &forward),
     )
 }
+
+const MAPS: &str = "  map out_chains {\n    type ipv4_addr : verdict;\n  }\n  map in_ports {\n    type inet_service : ipv4_addr . inet_service;\n  }\n";
 
 fn nft(script: &str, table: &str) -> Result<(), FirewallError> {
     let mut child = Command::new("nft")
@@ -98,6 +112,248 @@ pub fn remove(table: &str) -> Result<(), FirewallError> {
     )
 }
 
+/// One net_out entry (SPEC 3.6), checked; kept in the snapshot and rendered as an nft rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetOut {
+    /// `a.b.c.d`, `a.b.c.d/n` or `a.b.c.d-e.f.g.h`, as nft takes it.
+    pub network: Option<String>,
+    /// `p` or `a-b`.
+    pub ports: Option<String>,
+    /// tcp, udp, icmp or all.
+    pub protocol: String,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    pub log: bool,
+}
+
+impl NetOut {
+    /// Checks a request; the errors are the protocol's (SPEC 4) where it has one.
+    pub fn from_request(r: &warden_protocol::NetOutRequest) -> Result<NetOut, String> {
+        if r.network.is_none() && r.port.is_none() && r.port_range.is_none() {
+            return Err("Please specify network, port, and/or port_range.".into());
+        }
+        let ports = match (&r.port_range, r.port) {
+            (Some(range), _) => Some(range.clone()),
+            (None, Some(p)) => Some(p.to_string()),
+            (None, None) => None,
+        };
+        let ports = match ports {
+            None => None,
+            Some(p) => {
+                let port = |s: &str| {
+                    s.trim()
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|&v| v != 0)
+                        .ok_or_else(|| format!("Invalid port: {s}"))
+                };
+                if let Some((a, b)) = p.split_once(':') {
+                    let (a, b) = (port(a)?, port(b)?);
+                    if a >= b {
+                        return Err("Port range maximum must be greater than minimum".into());
+                    }
+                    Some(format!("{a}-{b}"))
+                } else {
+                    Some(port(&p)?.to_string())
+                }
+            }
+        };
+        let protocol = match r.protocol.unwrap_or(0) {
+            0 => "tcp",
+            1 => "udp",
+            2 => "icmp",
+            3 => "all",
+            n => return Err(format!("Invalid protocol: {n}")),
+        };
+        if ports.is_some() && !matches!(protocol, "tcp" | "udp") {
+            return Err("Ports can only be given for TCP and UDP".into());
+        }
+        let network = match &r.network {
+            None => None,
+            Some(n) => Some(parse_network(n).ok_or_else(|| format!("Invalid network: {n}"))?),
+        };
+        let icmp = |v: Option<i32>, what: &str| -> Result<Option<u8>, String> {
+            match v {
+                None | Some(-1) => Ok(None),
+                Some(v) => u8::try_from(v)
+                    .map(Some)
+                    .map_err(|_| format!("Invalid ICMP {what}: {v}")),
+            }
+        };
+        let (icmp_type, icmp_code) = if protocol == "icmp" {
+            let t = icmp(r.icmp_type, "type")?;
+            (
+                t,
+                if t.is_some() {
+                    icmp(r.icmp_code, "code")?
+                } else {
+                    None
+                },
+            )
+        } else {
+            (None, None)
+        };
+        Ok(NetOut {
+            network,
+            ports,
+            protocol: protocol.into(),
+            icmp_type,
+            icmp_code,
+            log: r.log.unwrap_or(false),
+        })
+    }
+
+    /// The nft rule (for chain `c<id>`).
+    pub fn rule(&self, id: &str) -> String {
+        let mut r = Vec::new();
+        if let Some(n) = &self.network {
+            r.push(format!("ip daddr {n}"));
+        }
+        match (self.protocol.as_str(), &self.ports) {
+            ("all", _) => {}
+            (p @ ("tcp" | "udp"), Some(ports)) => r.push(format!("{p} dport {ports}")),
+            (p, _) => r.push(format!("meta l4proto {p}")),
+        }
+        if let Some(t) = self.icmp_type {
+            r.push(format!("icmp type {t}"));
+            if let Some(c) = self.icmp_code {
+                r.push(format!("icmp code {c}"));
+            }
+        }
+        if self.log {
+            r.push(format!("log prefix \"warden-c{id} \""));
+        }
+        r.push("accept".into());
+        r.join(" ")
+    }
+}
+
+/// `a.b.c.d`, `a.b.c.d/n` (host bits cleared) or `a.b.c.d-e.f.g.h` (a ≤ b).
+fn parse_network(n: &str) -> Option<String> {
+    use std::net::Ipv4Addr;
+    let n = n.trim();
+    if let Some((a, b)) = n.split_once('-') {
+        let (a, b): (Ipv4Addr, Ipv4Addr) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        return (a <= b).then(|| format!("{a}-{b}"));
+    }
+    if let Some((a, p)) = n.split_once('/') {
+        let a: Ipv4Addr = a.parse().ok()?;
+        let p: u32 = p.parse().ok().filter(|&p| p <= 32)?;
+        let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+        return Some(format!("{}/{p}", Ipv4Addr::from(u32::from(a) & mask)));
+    }
+    n.parse::<Ipv4Addr>().ok().map(|a| a.to_string())
+}
+
+/// Adds a net_in mapping: tcp to a local address at `host_port` → `ip:container_port`.
+pub fn net_in(
+    table: &str,
+    host_port: u16,
+    ip: std::net::Ipv4Addr,
+    container_port: u16,
+) -> Result<(), FirewallError> {
+    nft(
+        &format!("add element ip {table} in_ports {{ {host_port} : {ip} . {container_port} }}\n"),
+        table,
+    )
+}
+
+fn container_chain(table: &str, id: &str, ip: std::net::Ipv4Addr) -> String {
+    format!(
+        "add chain ip {table} c{id}\nadd element ip {table} out_chains {{ {ip} : jump c{id} }}\n"
+    )
+}
+
+/// Inserts a net_out rule at the top of the container's chain (made if need be).
+pub fn net_out(
+    table: &str,
+    id: &str,
+    ip: std::net::Ipv4Addr,
+    rule: &NetOut,
+) -> Result<(), FirewallError> {
+    nft(
+        &format!(
+            "{}insert rule ip {table} c{id} {}\n",
+            container_chain(table, id, ip),
+            rule.rule(id)
+        ),
+        table,
+    )
+}
+
+/// Puts a recovered container's net_in and net_out back (one transaction), in their order.
+pub fn restore(
+    table: &str,
+    id: &str,
+    ip: std::net::Ipv4Addr,
+    net_in: &[(u16, u16)],
+    net_out: &[NetOut],
+) -> Result<(), FirewallError> {
+    if net_in.is_empty() && net_out.is_empty() {
+        return Ok(());
+    }
+    let mut s = String::new();
+    for (h, c) in net_in {
+        s += &format!("add element ip {table} in_ports {{ {h} : {ip} . {c} }}\n");
+    }
+    if !net_out.is_empty() {
+        s += &container_chain(table, id, ip);
+        for r in net_out {
+            s += &format!("insert rule ip {table} c{id} {}\n", r.rule(id));
+        }
+    }
+    nft(&s, table)
+}
+
+/// Removes the container's chain, map elements and port mappings, whatever of them is
+/// already gone (or the whole table).
+pub fn remove_container(
+    table: &str,
+    id: &str,
+    ip: std::net::Ipv4Addr,
+    net_in: &[(u16, u16)],
+) -> Result<(), FirewallError> {
+    let mut s = container_chain(table, id, ip);
+    s += &format!(
+        "delete element ip {table} out_chains {{ {ip} }}\ndelete chain ip {table} c{id}\n"
+    );
+    for (h, c) in net_in {
+        s += &format!("add element ip {table} in_ports {{ {h} : {ip} . {c} }}\ndelete element ip {table} in_ports {{ {h} }}\n");
+    }
+    let Err(first) = nft(&s, table) else {
+        return Ok(());
+    };
+    // Something did not match (the table is gone, an element differs): piece by piece.
+    let mut pieces = vec![
+        format!("delete element ip {table} out_chains {{ {ip} }}\n"),
+        format!("delete chain ip {table} c{id}\n"),
+    ];
+    for (h, _) in net_in {
+        pieces.push(format!("delete element ip {table} in_ports {{ {h} }}\n"));
+    }
+    for p in pieces {
+        let _ = nft(&p, table);
+    }
+    let listed = Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(FirewallError::Spawn)?;
+    if !listed.status.success() {
+        return Ok(()); // no table: nothing of the container's either
+    }
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let (ip, chain) = (ip.to_string(), format!("c{id}"));
+    let left = text
+        .split(|ch: char| ch.is_whitespace() || matches!(ch, '{' | '}' | ',' | ':' | ';' | '@'))
+        .any(|t| t == ip || t == chain);
+    if left {
+        Err(first)
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +384,57 @@ mod tests {
             r.contains("ip saddr 10.254.0.0/24 ip daddr { 10.1.0.0/16 } accept"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn net_out_requests_become_rules() {
+        let req = |f: &dyn Fn(&mut warden_protocol::NetOutRequest)| {
+            let mut r = warden_protocol::NetOutRequest::default();
+            f(&mut r);
+            NetOut::from_request(&r).map(|n| n.rule("abc"))
+        };
+        assert_eq!(
+            req(&|_| {}).unwrap_err(),
+            "Please specify network, port, and/or port_range."
+        );
+        assert_eq!(
+            req(&|r| r.port_range = Some("5:5".into())).unwrap_err(),
+            "Port range maximum must be greater than minimum"
+        );
+        assert_eq!(req(&|r| r.port = Some(80)).unwrap(), "tcp dport 80 accept");
+        assert_eq!(
+            req(&|r| {
+                r.network = Some("10.1.2.3/16".into());
+                r.port_range = Some("1:9".into());
+                r.protocol = Some(1);
+                r.log = Some(true);
+            })
+            .unwrap(),
+            "ip daddr 10.1.0.0/16 udp dport 1-9 log prefix \"warden-cabc \" accept"
+        );
+        assert_eq!(
+            req(&|r| {
+                r.network = Some("10.0.0.1-10.0.0.9".into());
+                r.protocol = Some(2);
+                r.icmp_type = Some(8);
+                r.icmp_code = Some(-1);
+            })
+            .unwrap(),
+            "ip daddr 10.0.0.1-10.0.0.9 meta l4proto icmp icmp type 8 accept"
+        );
+        assert_eq!(
+            req(&|r| {
+                r.network = Some("10.0.0.1".into());
+                r.protocol = Some(3);
+            })
+            .unwrap(),
+            "ip daddr 10.0.0.1 accept"
+        );
+        assert!(req(&|r| r.network = Some("10.0.0.1; flush ruleset".into())).is_err());
+        assert!(req(&|r| {
+            r.port = Some(80);
+            r.protocol = Some(2);
+        })
+        .is_err());
     }
 }
