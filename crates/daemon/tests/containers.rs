@@ -663,25 +663,7 @@ fn memory_and_cpu_limits_and_out_of_memory() {
 
     // Filling /dev/shm (tmpfs, charged to the container) past the limit: an OOM, which the
     // container records and answers by stopping.
-    let r = c
-        .run(warden_protocol::RunRequest {
-            handle: h.clone(),
-            script: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64".into(),
-            privileged: Some(true),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_ne!(r.exit_status, Some(0));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let i = info(&mut c, &h);
-        if i.events.contains(&"out of memory".to_string()) && i.state.as_deref() == Some("stopped")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no OOM seen: {i:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    fill_memory_until_oom(&mut c, &h);
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }

@@ -215,25 +215,7 @@ fn out_of_memory_is_still_seen_after_a_restart() {
     w.kill9();
     w.spawn();
     let mut c = w.client();
-    let r = c
-        .run(warden_protocol::RunRequest {
-            handle: h.clone(),
-            script: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64".into(),
-            privileged: Some(true),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_ne!(r.exit_status, Some(0));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let i = c.info(InfoRequest { handle: h.clone() }).unwrap();
-        if i.events.contains(&"out of memory".to_string()) && i.state.as_deref() == Some("stopped")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no OOM seen: {i:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    fill_memory_until_oom(&mut c, &h);
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }

@@ -347,3 +347,31 @@ pub fn server_error<T: std::fmt::Debug>(r: Result<T, warden_client::Error>) -> S
             .unwrap_or_else(|| e.to_string()),
     }
 }
+
+/// Fills /dev/shm (tmpfs, charged to the container) past its memory limit, then waits until
+/// the container has recorded the OOM and stopped.
+pub fn fill_memory_until_oom(c: &mut Client, handle: &str) {
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: handle.into(),
+            script: "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64".into(),
+            privileged: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_ne!(r.exit_status, Some(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = c
+            .info(warden_protocol::InfoRequest {
+                handle: handle.into(),
+            })
+            .unwrap();
+        if i.events.contains(&"out of memory".to_string()) && i.state.as_deref() == Some("stopped")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no OOM seen: {i:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
