@@ -12,7 +12,9 @@ cargo build --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-tini -s -g -- cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: every test binary runs even when an earlier one failed (cargo stops at the
+# first failing binary otherwise, hiding every later failure); cargo still exits non-zero.
+tini -s -g -- cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the last of which is
 # often a doc-test binary with nothing in it).
 awk '/^test result:/ { p += $4; f += $6; i += $8 }

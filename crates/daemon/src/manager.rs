@@ -313,15 +313,21 @@ impl Manager {
         Ok(handle)
     }
 
-    /// Installs the daemon's packet filter once, before its first container has a network
-    /// (a daemon that never runs a container leaves the host's rules alone).
+    /// Sets up the host's network once, before the daemon's first container has a network
+    /// (a daemon that never runs a container leaves the host alone): the daemon's packet
+    /// filter, then IPv4 forwarding (net::host), so the filter is in place before anything
+    /// is forwarded.
     async fn ensure_firewall(&self) -> Result<(), Error> {
         let mut done = self.firewall.lock().await;
         if !*done {
             let net = self.config.network.clone();
             blocking(move || {
                 net::firewall::install(&net.nftables_table, &net)
-                    .map_err(|e| Error::Network(e.to_string()))
+                    .map_err(|e| Error::Network(e.to_string()))?;
+                if net::host::enable_forwarding().map_err(|e| Error::Network(e.to_string()))? {
+                    tracing::info!("turned on IPv4 forwarding (net.ipv4.ip_forward was 0)");
+                }
+                Ok(())
             })
             .await?;
             *done = true;

@@ -9,6 +9,8 @@
 //! not accept falls back to the default reject. net_in: the map `in_ports` (host port →
 //! container ip . container port) is applied by DNAT in the nat prerouting and output chains
 //! to tcp sent to any local address of the host but loopback (127.0.0.0/8 is not forwarded).
+//! What a container sends past the pool leaves with the host's address (masquerade in the nat
+//! postrouting chain, the original's `warden-postrouting`), so the replies find their way back.
 //!
 //! The table is written with one `nft -f -` transaction at startup (replacing any previous
 //! version), and kept when the daemon stops: the containers, which outlive it, stay fenced.
@@ -66,7 +68,7 @@ pub fn ruleset(table: &str, net: &NetworkConfig) -> String {
     };
     let dnat = "fib daddr type local ip daddr != 127.0.0.0/8 dnat ip to tcp dport map @in_ports";
     format!(
-        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{MAPS}{}{}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    {dnat}\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    {dnat}\n  }}\n}}\n",
+        "add table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n{MAPS}{}{}  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    {dnat}\n  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    {dnat}\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {pool} ip daddr != {pool} masquerade\n  }}\n}}\n",
         chain("input", "input", &input),
         chain("forward", "forward", &forward),
     )
@@ -375,6 +377,10 @@ mod tests {
         );
         assert!(r.contains("ip saddr 10.254.0.0/24 reject with icmp type admin-prohibited\n  }\n  chain forward"), "{r}");
         assert!(!r.contains("ip daddr {"), "{r}");
+        assert!(
+            r.contains("type nat hook postrouting priority srcnat; policy accept;\n    ip saddr 10.254.0.0/24 ip daddr != 10.254.0.0/24 masquerade\n"),
+            "{r}"
+        );
         net.allow_host_access = true;
         net.allow_networks = vec![Ipv4Cidr::new("10.1.0.0".parse().unwrap(), 16).unwrap()];
         let r = ruleset("wt", &net);

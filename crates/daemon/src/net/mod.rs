@@ -22,10 +22,11 @@
 //! Neither is cancel-safe: a dropped [`setup`] future may leave a part behind, which
 //! [`teardown`] removes (as a failed create's undo does anyway).
 //!
-//! Forwarding, filtering and NAT are not here (the firewall's job): host<->container traffic
-//! over the veth needs none of them.
+//! Filtering and NAT are not here (the firewall's job), nor forwarding (the host's): host <->
+//! container traffic over the veth needs none of them.
 
 pub mod firewall;
+pub mod host;
 pub mod netns;
 
 use std::fmt;
