@@ -48,6 +48,17 @@ fn create_info_run_destroy_leaves_nothing() {
     assert_eq!(*lines.last().unwrap(), "vcap");
     let (_, out, _) = run_as(&mut c, &h, "id -u", true);
     assert_eq!(out, "0\n", "a privileged job is root");
+    // The original's devices: /dev/fuse is there and an unprivileged job may open it.
+    let (code, out, err) = run(
+        &mut c,
+        &h,
+        "stat -c '%F %t:%T %a' /dev/fuse && exec 3<>/dev/fuse && echo opened",
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "character special file a:e5 666\nopened\n"),
+        "{err}"
+    );
 
     c.destroy(DestroyRequest { handle: h.clone() }).unwrap();
     assert!(c.list().unwrap().handles.is_empty());

@@ -1,6 +1,7 @@
 //! The OCI bundle of a container: `<dir>/config.json`, runc's default spec folded over a few
 //! rules (guardian's bundler does the same): our init as the process, the overlay as the
-//! root, the hostname, the network namespace made beforehand, the cgroup, bind mounts.
+//! root, the hostname, the network namespace made beforehand, the cgroup, /dev/fuse, bind
+//! mounts.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,12 @@ pub fn config(b: &BundleSpec) -> Value {
         {"type": "cgroup"},
         {"type": "network", "path": b.netns},
     ]);
+    // The original's device whitelist has fuse beside the runtime's defaults, so a job can
+    // mount a FUSE filesystem where it may mount at all; opening the device is harmless.
+    linux["devices"] = json!([{
+        "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+        "fileMode": 0o666, "uid": 0, "gid": 0
+    }]);
     let mounts = spec["mounts"]
         .as_array_mut()
         .expect("the default spec has mounts");
