@@ -12,6 +12,7 @@ packages=(
     python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors
     hyperfine jq procps
     time         # /usr/bin/time: peak RSS in bench/lifecycle.sh
+    qemu-system-x86 kmod python3-venv   # the cgroup v2 lane (scripts/vm-test.sh): qemu, depmod, virtme-ng's venv
 )
 if [ "${WARDEN_SKIP_APT:-}" = 1 ]; then exit 0; fi
 missing=()

@@ -19,4 +19,10 @@ tini -s -g -- cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || st
 # often a doc-test binary with nothing in it).
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "total: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+# The cgroup v2 lane: a second kernel, booted under qemu, runs scripts/vm-lane.txt's tests
+# on the unified hierarchy (this host binds every controller to v1). WARDEN_VM_LANE=0 skips
+# it (for a quick local run; CI always runs it).
+if [ "${WARDEN_VM_LANE:-1}" != 0 ] && [ $# -eq 0 ]; then
+    scripts/vm-test.sh || status=1
+fi
 exit "$status"
