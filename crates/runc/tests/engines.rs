@@ -117,3 +117,78 @@ fn block_io_throttle_on_a_device_that_does_not_exist_still_fails_create() {
         .fails_with("blkio.throttle.read_bps_device");
     env.assert_clean(&id);
 }
+
+/// Whether IFF_UP (0x1) is set in a `/sys/class/net/<if>/flags` text.
+fn flags_up(flags: &str) -> bool {
+    let f = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("flags {flags:?}: {e}"));
+    f & 0x1 != 0
+}
+
+#[test]
+fn a_new_network_namespace_has_its_loopback_up() {
+    // runc brings `lo` up in a network namespace it creates; engines count on it (`--network
+    // none` containers still talk to themselves over 127.0.0.1).
+    let env = Env::new("netns-lo");
+    let out = env.run_ok(&[
+        "sh",
+        "-c",
+        "cat /sys/class/net/lo/flags; ls /sys/class/net; \
+         (echo over-lo | timeout 5 nc -l -p 5555 &); \
+         for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 5555 </dev/null && break; sleep 0.1; done",
+    ]);
+    let lines = out.lines();
+    assert!(flags_up(lines[0]), "{}", out.describe());
+    // Only lo: the namespace is new, not the host's.
+    assert_eq!(lines.get(1), Some(&"lo"), "{}", out.describe());
+    assert_eq!(lines.get(2), Some(&"over-lo"), "{}", out.describe());
+}
+
+#[test]
+fn a_new_network_namespace_in_a_user_namespace_has_its_loopback_up() {
+    let env = Env::new("netns-lo-userns");
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["args"] = json!(["cat", "/sys/class/net/lo/flags"]);
+            let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.push(json!({"type": "user"}));
+            s["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            s["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        })
+        .ok();
+    assert!(flags_up(&out.stdout), "{}", out.describe());
+}
+
+#[test]
+fn a_joined_network_namespace_is_left_as_it_is() {
+    // The runtime only sets up the loopback of a namespace it creates: one given by path
+    // belongs to whoever made it (here: a namespace whose lo is down, and stays down).
+    let env = Env::new("netns-lo-joined");
+    let holder = env.started(&["sleep", "30"]);
+    let pid = env.state(&holder)["pid"].as_i64().unwrap();
+    let ns = format!("/proc/{pid}/ns/net");
+    let down = std::process::Command::new("nsenter")
+        .arg(format!("--net={ns}"))
+        .args(["ip", "link", "set", "lo", "down"])
+        .status()
+        .unwrap();
+    assert!(
+        down.success(),
+        "nsenter --net={ns} ip link set lo down: {down}"
+    );
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["args"] = json!(["cat", "/sys/class/net/lo/flags"]);
+            for n in s["linux"]["namespaces"].as_array_mut().unwrap() {
+                if n["type"] == "network" {
+                    n["path"] = json!(ns);
+                }
+            }
+        })
+        .ok();
+    assert!(!flags_up(&out.stdout), "{}", out.describe());
+    env.runc(&["delete", "--force", &holder]).ok();
+    env.assert_clean(&holder);
+}

@@ -70,6 +70,9 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         unistd::setresuid(0.into(), 0.into(), 0.into()).sys("setresuid(0)")?;
     }
     let in_user_ns = a.plan.has(LinuxNamespaceType::User);
+    if a.plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+        crate::namespaces::bring_up_loopback()?;
+    }
 
     let opts = crate::rootfs::RootfsOptions {
         rootfs: a.rootfs.to_path_buf(),
