@@ -353,6 +353,12 @@ fn scenarios(docker: &Docker, rt: &str) {
     );
     let out = docker.container(rt, &["--rm"], &["sh", "-c", "exit 3"]);
     assert_eq!(out.code, 3, "{}", at(&out.describe()));
+    // Docker's exit codes for a program that cannot be run (126) or is not there (127),
+    // which it reads from the runtime's error message.
+    let out = docker.container(rt, &["--rm"], &["/etc/passwd"]);
+    assert_eq!(out.code, 126, "{}", at(&out.describe()));
+    let out = docker.container(rt, &["--rm"], &["/no/such/program"]);
+    assert_eq!(out.code, 127, "{}", at(&out.describe()));
 
     // -d, exec, logs, stop: a shell that exits 0 on SIGTERM (sh as pid 1 would ignore it).
     let name = format!("d-{rt}");

@@ -192,3 +192,21 @@ fn a_joined_network_namespace_is_left_as_it_is() {
     env.runc(&["delete", "--force", &holder]).ok();
     env.assert_clean(&holder);
 }
+
+#[test]
+fn a_program_that_is_not_executable_fails_create_with_permission_denied() {
+    // runc's wording, which engines turn into exit codes: Docker reports 126 for "permission
+    // denied" (found, cannot be run) and 127 for "no such file or directory".
+    let env = Env::new("not-executable");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| s["process"]["args"] = json!(["/etc/passwd"]));
+    env.create(&id, &b)
+        .fails_with(r#"exec: "/etc/passwd": permission denied"#);
+    env.assert_clean(&id);
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| s["process"]["args"] = json!(["/no/such/program"]));
+    env.create(&id, &b).fails_with(
+        r#"exec: "/no/such/program": stat /no/such/program: no such file or directory"#,
+    );
+    env.assert_clean(&id);
+}
