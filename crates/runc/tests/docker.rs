@@ -406,6 +406,13 @@ fn scenarios(docker: &Docker, rt: &str) {
     );
     let out = docker.run(&["exec", &name, "sh", "-c", "exit 4"]);
     assert_eq!(out.code, 4, "{}", at(&out.describe()));
+    // docker exec reports 126 for an exec the runtime refuses, whatever the reason; the
+    // error must still reach it.
+    for bad in ["/etc/passwd", "no-such-program"] {
+        let out = docker.run(&["exec", &name, bad]);
+        assert_eq!(out.code, 126, "{}", at(&out.describe()));
+        assert!(out.stdout.contains(bad), "{}", at(&out.describe()));
+    }
     let ok = common::wait_until(Duration::from_secs(10), || {
         docker.run(&["logs", &name]).text() == "started"
     });
