@@ -6,6 +6,7 @@ packages=(
     busybox-static   # the default rootfs
     runc crun        # the runtimes we compare against (tests, bench)
     podman           # drives warden-runc as its OCI runtime in crates/runc/tests/podman.rs
+    docker.io        # dockerd + docker, likewise in crates/runc/tests/docker.rs (its own dockerd)
     tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
     iproute2 libseccomp-dev
     nftables         # wardend's packet filter (its own table)
@@ -21,6 +22,13 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
+    # No package's service starts on install: the tests start what they need themselves
+    # (docker.io's would run a system dockerd that adds a bridge and iptables rules).
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
 fi

@@ -153,6 +153,19 @@ fn podman_runs_containers_through_warden_runc() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "Seccomp:\t2");
 
+    // --network none: podman asks for a new network namespace, whose lo must be up (runc
+    // brings it up; podman does not).
+    let out = p.container(
+        &["--rm"],
+        &["sh", "-c", "ls /sys/class/net; ip link show lo"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lo = text(&out.stdout);
+    assert!(
+        lo.starts_with("lo\n") && lo.contains("<LOOPBACK,UP,LOWER_UP>"),
+        "{lo}"
+    );
+
     let out = p.container(&["--rm"], &["sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 

@@ -161,3 +161,39 @@ impl Plan {
         Ok(())
     }
 }
+
+/// Init side, in a network namespace the runtime created: brings its loopback up, as runc
+/// does (a new namespace's `lo` starts down, and a container with no other network still
+/// expects 127.0.0.1 to work). A namespace joined by path is left to whoever made it.
+///
+/// SIOCGIFFLAGS/SIOCSIFFLAGS on a throwaway socket: one ioctl pair, where a netlink request
+/// would need a message layer the runtime does not otherwise have.
+pub fn bring_up_loopback() -> Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .sys("socket(AF_INET, SOCK_DGRAM) for lo")?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags of the ifreq we own.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    nix::errno::Errno::result(r).sys("ioctl(SIOCGIFFLAGS, lo)")?;
+    // SAFETY: the kernel filled ifru_flags, the union member the flag ioctls use.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the name and flags of the ifreq we own.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    nix::errno::Errno::result(r).sys("ioctl(SIOCSIFFLAGS, lo up)")?;
+    Ok(())
+}

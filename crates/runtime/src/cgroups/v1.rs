@@ -274,40 +274,61 @@ impl V1Manager {
 
     fn apply_blkio(&self, b: &LinuxBlockIo) -> Result<()> {
         let dir = self.need("blkio", "linux.resources.blockIO")?;
-        let weight_file = || {
-            ["blkio.weight", "blkio.bfq.weight"]
-                .iter()
-                .map(|f| dir.join(f))
-                .find(|p| p.exists())
-                .ok_or_else(|| Error::Unsupported {
-                    what: "linux.resources.blockIO weight".into(),
-                    version: CgroupVersion::V1,
-                    reason: format!(
-                        "{} has neither blkio.weight nor blkio.bfq.weight (no CFQ/BFQ scheduler)",
-                        dir.display()
-                    ),
-                })
+        // A weight of 0 means "not set" (Docker always sends `"weight": 0`), as in runc.
+        // Weights are a scheduler's: CFQ had blkio.weight, BFQ has blkio.bfq.weight, and
+        // the mq-deadline/kyber/none schedulers have neither. A weight the host has no file
+        // for cannot be applied and is skipped with a warning, as Docker does with
+        // --blkio-weight on such a host; throttles work with any scheduler and stay errors.
+        let weight_file = ["blkio.weight", "blkio.bfq.weight"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.exists());
+        let skip = |what: &str, files: &str| {
+            tracing::warn!(
+                "ignoring linux.resources.blockIO {what}: the host cannot apply it ({} has {files}: \
+                 no CFQ or BFQ I/O scheduler)",
+                dir.display()
+            );
         };
-        if let Some(w) = b.weight() {
-            files::write(&weight_file()?, &w.to_string())?;
+        let nonzero = |w: Option<u16>| w.filter(|&w| w != 0);
+        if let Some(w) = nonzero(b.weight()) {
+            match &weight_file {
+                Some(f) => files::write(f, &w.to_string())?,
+                None => skip("weight", "neither blkio.weight nor blkio.bfq.weight"),
+            }
         }
-        if let Some(w) = b.leaf_weight() {
-            files::write(&dir.join("blkio.leaf_weight"), &w.to_string())?;
+        let leaf_file = dir.join("blkio.leaf_weight");
+        if let Some(w) = nonzero(b.leaf_weight()) {
+            if leaf_file.exists() {
+                files::write(&leaf_file, &w.to_string())?;
+            } else {
+                skip("leafWeight", "no blkio.leaf_weight");
+            }
         }
         for d in b.weight_device().iter().flatten() {
-            if let Some(w) = d.weight() {
-                let f = weight_file()?;
-                let f = f.with_file_name(format!(
-                    "{}_device",
-                    f.file_name().unwrap_or_default().to_string_lossy()
-                ));
-                files::write(&f, &format!("{}:{} {w}", d.major(), d.minor()))?;
+            let dev = format!("{}:{}", d.major(), d.minor());
+            if let Some(w) = nonzero(d.weight()) {
+                match &weight_file {
+                    Some(f) => {
+                        let f = f.with_file_name(format!(
+                            "{}_device",
+                            f.file_name().unwrap_or_default().to_string_lossy()
+                        ));
+                        files::write(&f, &format!("{dev} {w}"))?;
+                    }
+                    None => skip(
+                        "weightDevice weight",
+                        "neither blkio.weight_device nor blkio.bfq.weight_device",
+                    ),
+                }
             }
-            if let Some(w) = d.leaf_weight() {
-                files::write(
-                    &dir.join("blkio.leaf_weight_device"),
-                    &format!("{}:{} {w}", d.major(), d.minor()),
-                )?;
+            if let Some(w) = nonzero(d.leaf_weight()) {
+                let f = dir.join("blkio.leaf_weight_device");
+                if f.exists() {
+                    files::write(&f, &format!("{dev} {w}"))?;
+                } else {
+                    skip("weightDevice leafWeight", "no blkio.leaf_weight_device");
+                }
             }
         }
         let throttles = [

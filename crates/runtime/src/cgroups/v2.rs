@@ -250,27 +250,42 @@ impl V2Manager {
 
     fn plan_io(&self, b: &LinuxBlockIo, out: &mut Vec<W>) {
         const F: &str = "linux.resources.blockIO";
-        // BFQ takes blkio's own scale; io.weight the 1..10000 one.
+        // BFQ takes blkio's own scale; io.weight (the iocost controller's) the 1..10000 one.
+        // A weight of 0 means "not set", as in runc. Without either file (neither BFQ nor
+        // iocost on the host, or no io controller here) a weight cannot be applied: skipped
+        // with a warning, as on v1; throttles (io.max) are not.
         let bfq = self.file("io.bfq.weight").exists();
-        if let Some(wt) = b.weight() {
+        let iow = self.file("io.weight").exists();
+        let skip = |what: &str| {
+            tracing::warn!(
+                "ignoring linux.resources.blockIO {what}: the host cannot apply it ({} has \
+                 neither io.bfq.weight nor io.weight)",
+                self.path.display()
+            );
+        };
+        if let Some(wt) = b.weight().filter(|&w| w != 0) {
             if bfq {
                 out.push(w("io", F, "io.bfq.weight", wt.to_string()));
-            } else {
+            } else if iow {
                 let v = format!("default {}", blkio_weight_to_io_weight(wt));
                 out.push(w("io", F, "io.weight", v));
+            } else {
+                skip("weight");
             }
         }
-        if b.leaf_weight().is_some() {
+        if b.leaf_weight().is_some_and(|w| w != 0) {
             tracing::warn!("ignoring blockIO leafWeight: cgroup v2 has none");
         }
         for d in b.weight_device().iter().flatten() {
-            if let Some(wt) = d.weight() {
+            if let Some(wt) = d.weight().filter(|&w| w != 0) {
                 let dev = format!("{}:{}", d.major(), d.minor());
                 if bfq {
                     out.push(w("io", F, "io.bfq.weight", format!("{dev} {wt}")));
-                } else {
+                } else if iow {
                     let v = format!("{dev} {}", blkio_weight_to_io_weight(wt));
                     out.push(w("io", F, "io.weight", v));
+                } else {
+                    skip("weightDevice weight");
                 }
             }
         }
@@ -673,6 +688,7 @@ mod tests {
         let d = t.path().join("cg/c1");
         fs::write(d.join("memory.swap.max"), "max").unwrap();
         fs::write(d.join("cpu.max"), "30000 100000\n").unwrap();
+        fs::write(d.join("io.weight"), "default 100\n").unwrap();
         let r = LinuxResourcesBuilder::default()
             .memory(
                 LinuxMemoryBuilder::default()
@@ -788,6 +804,59 @@ mod tests {
             .unwrap();
         m.apply(&r).unwrap();
         assert_eq!(read(&d.join("cpu.max")), "25000 100000");
+    }
+
+    #[test]
+    fn weights_without_a_weight_file_are_skipped_and_zero_is_not_set() {
+        let (t, h) = host();
+        let m = h.v2_manager(Some("/c1"), "c1").unwrap();
+        m.create().unwrap();
+        let d = t.path().join("cg/c1");
+        let dev = |weight: u16| {
+            LinuxWeightDeviceBuilder::default()
+                .major(8i64)
+                .minor(0i64)
+                .weight(weight)
+                .build()
+                .unwrap()
+        };
+        let throttle = LinuxThrottleDeviceBuilder::default()
+            .major(8i64)
+            .minor(0i64)
+            .rate(100u64)
+            .build()
+            .unwrap();
+        // Neither io.bfq.weight nor io.weight: the weights go, the throttle stays.
+        let r = LinuxResourcesBuilder::default()
+            .block_io(
+                LinuxBlockIoBuilder::default()
+                    .weight(500u16)
+                    .weight_device(vec![dev(10)])
+                    .throttle_write_iops_device(vec![throttle])
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        m.apply(&r).unwrap();
+        assert!(!d.join("io.weight").exists());
+        assert!(!d.join("io.bfq.weight").exists());
+        assert_eq!(read(&d.join("io.max")), "8:0 wiops=100");
+        // A weight of 0 (Docker's default) writes nothing even where io.weight exists.
+        fs::write(d.join("io.weight"), "default 100").unwrap();
+        let r = LinuxResourcesBuilder::default()
+            .block_io(
+                LinuxBlockIoBuilder::default()
+                    .weight(0u16)
+                    .leaf_weight(0u16)
+                    .weight_device(vec![dev(0)])
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        m.apply(&r).unwrap();
+        assert_eq!(read(&d.join("io.weight")), "default 100");
     }
 
     #[test]

@@ -70,6 +70,9 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         unistd::setresuid(0.into(), 0.into(), 0.into()).sys("setresuid(0)")?;
     }
     let in_user_ns = a.plan.has(LinuxNamespaceType::User);
+    if a.plan.clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+        crate::namespaces::bring_up_loopback()?;
+    }
 
     let opts = crate::rootfs::RootfsOptions {
         rootfs: a.rootfs.to_path_buf(),
@@ -246,13 +249,19 @@ pub fn find_executable(name: &str, env: &[String]) -> Result<PathBuf> {
             && std::fs::metadata(p).is_ok_and(|m| m.is_file())
     };
     if name.contains('/') {
+        // runc's (Go's exec.LookPath) wording: engines map it to the exit code they report,
+        // Docker "no such file or directory" to 127 and "permission denied" to 126.
         let p = PathBuf::from(name);
-        return if is_exec(&p) {
-            Ok(p)
-        } else {
-            Err(Error::Init(format!(
-                "exec: {name:?}: stat {name}: no such file or directory, or not executable"
-            )))
+        return match std::fs::metadata(&p) {
+            Err(e) => {
+                let why = e
+                    .raw_os_error()
+                    .map(|n| nix::errno::Errno::from_raw(n).desc().to_lowercase())
+                    .unwrap_or_else(|| e.to_string());
+                Err(Error::Init(format!("exec: {name:?}: stat {name}: {why}")))
+            }
+            Ok(_) if is_exec(&p) => Ok(p),
+            Ok(_) => Err(Error::Init(format!("exec: {name:?}: permission denied"))),
         };
     }
     let path = env
@@ -352,6 +361,16 @@ mod tests {
             "exec: \"no-such-program\": executable file not found in $PATH"
         );
         assert!(find_executable("/bin/sh", &[]).is_ok());
-        assert!(find_executable("/etc/passwd", &[]).is_err());
+        let e = |name| find_executable(name, &[]).unwrap_err().to_string();
+        assert_eq!(e("/etc/passwd"), "exec: \"/etc/passwd\": permission denied");
+        assert_eq!(e("/"), "exec: \"/\": permission denied");
+        assert_eq!(
+            e("/no/such"),
+            "exec: \"/no/such\": stat /no/such: no such file or directory"
+        );
+        assert_eq!(
+            e("/etc/passwd/x"),
+            "exec: \"/etc/passwd/x\": stat /etc/passwd/x: not a directory"
+        );
     }
 }
