@@ -15,17 +15,16 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::sync::Mutex;
 use warden_protocol::{
-    CopyInRequest, CopyInResponse, CopyOutRequest, CopyOutResponse, CpuStat, CreateRequest,
-    CreateResponse, DestroyResponse, InfoResponse, LimitCpuResponse, LimitMemoryResponse,
-    LinkResponse, MemoryStat, NetInRequest, NetInResponse, NetOutRequest, NetOutResponse, Request,
-    ResourceLimits, Response, RunResponse, SpawnRequest, SpawnResponse, StopRequest, StopResponse,
-    StreamResponse,
+    CopyInRequest, CopyInResponse, CopyOutRequest, CopyOutResponse, CreateRequest, CreateResponse,
+    DestroyResponse, InfoResponse, LimitCpuResponse, LimitMemoryResponse, LinkResponse,
+    NetInRequest, NetInResponse, NetOutRequest, NetOutResponse, Request, ResourceLimits, Response,
+    RunResponse, SpawnRequest, SpawnResponse, StopRequest, StopResponse, StreamResponse,
 };
 
 use crate::config::Config;
 use crate::container::bundle::{self, BindMount, BundleSpec};
 use crate::container::snapshot::Snapshot;
-use crate::container::{id, limits, rootfs, runtime, Error, State};
+use crate::container::{id, limits, rootfs, runtime, stats, Error, State};
 use crate::dispatch::Dispatcher;
 use crate::handler::{ConnectionContext, Handler, Reply, RequestContext};
 use crate::jobs;
@@ -582,13 +581,8 @@ impl Manager {
         drop(inner);
         let root = c.runtime_root();
         let id = c.id.clone();
-        let (mem, cpu) = blocking(move || {
-            Ok((
-                runtime::cgroup_dir(&root, &id, "memory").map(|d| memory_stat(&d)),
-                runtime::cgroup_dir(&root, &id, "cpuacct").map(|d| cpu_stat(&d)),
-            ))
-        })
-        .await?;
+        let (mem, cpu) =
+            blocking(move || Ok((stats::memory(&root, &id), stats::cpu(&root, &id)))).await?;
         info.memory_stat = mem;
         info.cpu_stat = cpu;
         Ok(info)
@@ -883,7 +877,8 @@ impl Manager {
             .state
             .check(&[State::Active, State::Stopped])?;
         let (root, id) = (c.runtime_root(), c.id.clone());
-        let value = blocking(move || limits::set_cpu_shares(&root, &id, shares)).await?;
+        let last = c.inner.lock().await.limit_cpu;
+        let value = blocking(move || limits::set_cpu_shares(&root, &id, shares, last)).await?;
         if shares.is_some() {
             let mut inner = c.inner.lock().await;
             inner.limit_cpu = shares;
@@ -992,38 +987,26 @@ impl Manager {
         };
         let c = c.clone();
         tokio::spawn(async move {
-            let cgroup = notifier.cgroup.clone();
-            // SAFETY: the AsyncFd owns the eventfd, which stays open and the same until dropped.
+            // SAFETY: the AsyncFd owns the notifier, whose fd stays open and the same until
+            // the notifier is dropped.
             let registered = unsafe {
                 tokio::io::unix::AsyncFd::register_with_interest(
-                    notifier.event,
+                    notifier,
                     tokio::io::Interest::READABLE,
                 )
             };
-            let Ok(fd) = registered else {
+            let Ok(mut fd) = registered else {
                 return;
             };
             loop {
-                let Ok(mut ready) = fd.readable().await else {
+                let Ok(mut ready) = fd.readable_mut().await else {
                     return;
                 };
-                let mut buf = [0u8; 8];
-                // SAFETY: reads at most 8 bytes into an 8-byte buffer from our eventfd.
-                let n = unsafe {
-                    libc::read(
-                        std::os::fd::AsRawFd::as_raw_fd(fd.get_ref()),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
-                };
-                if n == 8 {
-                    break;
+                match ready.get_inner_mut().check() {
+                    limits::Oom::Happened => break,
+                    limits::Oom::Gone => return,
+                    limits::Oom::Nothing => ready.clear_ready(),
                 }
-                ready.clear_ready();
-            }
-            // The eventfd also fires when the cgroup goes away (destroy): that is no OOM.
-            if !cgroup.exists() {
-                return;
             }
             tracing::info!(handle = %c.handle, "out of memory");
             let active = {
@@ -1521,67 +1504,6 @@ fn remove_dir_all_retry(dir: &Path) -> Result<(), Error> {
         std::thread::sleep(Duration::from_millis(20 << attempt));
     }
     Err(Error::io("remove", dir, last.expect("an error was seen")))
-}
-
-/// memory.stat's `key value` lines (SPEC 3.9; unknown keys ignored).
-fn memory_stat(dir: &Path) -> MemoryStat {
-    let text = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
-    let mut m = MemoryStat::default();
-    for line in text.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(k), Some(Some(v))) = (f.next(), f.next().map(|v| v.parse::<u64>().ok())) else {
-            continue;
-        };
-        let slot = match k {
-            "cache" => &mut m.cache,
-            "rss" => &mut m.rss,
-            "mapped_file" => &mut m.mapped_file,
-            "pgpgin" => &mut m.pgpgin,
-            "pgpgout" => &mut m.pgpgout,
-            "swap" => &mut m.swap,
-            "pgfault" => &mut m.pgfault,
-            "pgmajfault" => &mut m.pgmajfault,
-            "inactive_anon" => &mut m.inactive_anon,
-            "active_anon" => &mut m.active_anon,
-            "inactive_file" => &mut m.inactive_file,
-            "active_file" => &mut m.active_file,
-            "unevictable" => &mut m.unevictable,
-            "hierarchical_memory_limit" => &mut m.hierarchical_memory_limit,
-            "hierarchical_memsw_limit" => &mut m.hierarchical_memsw_limit,
-            "total_cache" => &mut m.total_cache,
-            "total_rss" => &mut m.total_rss,
-            "total_mapped_file" => &mut m.total_mapped_file,
-            "total_pgpgin" => &mut m.total_pgpgin,
-            "total_pgpgout" => &mut m.total_pgpgout,
-            "total_swap" => &mut m.total_swap,
-            "total_pgfault" => &mut m.total_pgfault,
-            "total_pgmajfault" => &mut m.total_pgmajfault,
-            "total_inactive_anon" => &mut m.total_inactive_anon,
-            "total_active_anon" => &mut m.total_active_anon,
-            "total_inactive_file" => &mut m.total_inactive_file,
-            "total_active_file" => &mut m.total_active_file,
-            "total_unevictable" => &mut m.total_unevictable,
-            _ => continue,
-        };
-        *slot = Some(v);
-    }
-    m
-}
-
-/// cpuacct.usage (ns) and cpuacct.stat's user/system (USER_HZ).
-fn cpu_stat(dir: &Path) -> CpuStat {
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    let usage = read("cpuacct.usage").trim().parse().ok();
-    let stat = read("cpuacct.stat");
-    let field = |name: &str| {
-        stat.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-    };
-    CpuStat {
-        usage,
-        user: field("user"),
-        system: field("system"),
-    }
 }
 
 /// Fault injection for the tests of create's rollback: with `WARDEN_TEST_FAIL_CREATE_AT=step`

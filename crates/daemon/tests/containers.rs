@@ -619,17 +619,20 @@ fn memory_and_cpu_limits_and_out_of_memory() {
         .next()
         .unwrap()
         .to_string();
-    let cg = |ctrl: &str, file: &str| {
-        std::fs::read_to_string(
-            std::path::Path::new("/sys/fs/cgroup")
-                .join(ctrl)
-                .join(&w.cgroup_parent)
-                .join(&id)
-                .join(file),
-        )
-        .unwrap()
-        .trim()
-        .to_string()
+    // cgroup v1 (this host) or the unified hierarchy (the v2 lane): other dirs, other files.
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let cg = |v1_ctrl: &str, v1_file: &str, v2_file: &str| {
+        let base = std::path::Path::new("/sys/fs/cgroup");
+        let dir = if v2 {
+            base.to_path_buf()
+        } else {
+            base.join(v1_ctrl)
+        };
+        let file = if v2 { v2_file } else { v1_file };
+        std::fs::read_to_string(dir.join(&w.cgroup_parent).join(&id).join(file))
+            .unwrap()
+            .trim()
+            .to_string()
     };
     let limit = |c: &mut warden_client::Client, v: Option<u64>| {
         c.limit_memory(LimitMemoryRequest {
@@ -639,38 +642,53 @@ fn memory_and_cpu_limits_and_out_of_memory() {
         .unwrap()
         .limit_in_bytes
     };
-    assert_eq!(
-        limit(&mut c, None),
-        Some(9223372036854771712),
-        "unlimited at first"
-    );
+    let unlimited = if v2 { u64::MAX } else { 9223372036854771712 };
+    assert_eq!(limit(&mut c, None), Some(unlimited), "unlimited at first");
     assert_eq!(limit(&mut c, Some(64 << 20)), Some(64 << 20));
+    let mb = |n: u64| (n << 20).to_string();
+    assert_eq!(cg("memory", "memory.limit_in_bytes", "memory.max"), mb(64));
+    // No swapping past the limit: v1's memory+swap limit is the same, v2's swap limit 0.
+    let no_swap = |n| if v2 { "0".to_string() } else { mb(n) };
     assert_eq!(
-        cg("memory", "memory.limit_in_bytes"),
-        (64u64 << 20).to_string()
-    );
-    assert_eq!(
-        cg("memory", "memory.memsw.limit_in_bytes"),
-        (64u64 << 20).to_string()
+        cg("memory", "memory.memsw.limit_in_bytes", "memory.swap.max"),
+        no_swap(64)
     );
     // Lowering writes both too (memsw last).
     assert_eq!(limit(&mut c, Some(32 << 20)), Some(32 << 20));
     assert_eq!(
-        cg("memory", "memory.memsw.limit_in_bytes"),
-        (32u64 << 20).to_string()
+        cg("memory", "memory.memsw.limit_in_bytes", "memory.swap.max"),
+        no_swap(32)
     );
 
-    let shares = |c: &mut warden_client::Client, v: u64| {
+    let shares = |c: &mut warden_client::Client, v: Option<u64>| {
         c.limit_cpu(LimitCpuRequest {
             handle: h.clone(),
-            limit_in_shares: Some(v),
+            limit_in_shares: v,
         })
         .unwrap()
         .limit_in_shares
     };
-    assert_eq!(shares(&mut c, 100), Some(100));
-    assert_eq!(cg("cpu", "cpu.shares"), "100");
-    assert_eq!(shares(&mut c, 1), Some(2), "the kernel's minimum");
+    assert_eq!(shares(&mut c, Some(100)), Some(100));
+    assert_eq!(shares(&mut c, None), Some(100), "what was set, asked again");
+    // v2 keeps a weight: runc's mapping of 100 shares.
+    let weight = if v2 { "4" } else { "100" };
+    assert_eq!(cg("cpu", "cpu.shares", "cpu.weight"), weight);
+    assert_eq!(shares(&mut c, Some(1)), Some(2), "the kernel's minimum");
+
+    // info's figures, in the original's names and units on both hierarchies.
+    let (code, _, _) = run(
+        &mut c,
+        &h,
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+    );
+    assert_eq!(code, 0);
+    let i = info(&mut c, &h);
+    let cpu = i.cpu_stat.expect("cpu_stat");
+    assert!(cpu.usage.unwrap() > 0, "{cpu:?}");
+    assert!(cpu.user.is_some() && cpu.system.is_some(), "{cpu:?}");
+    let mem = i.memory_stat.expect("memory_stat");
+    assert_eq!(mem.hierarchical_memory_limit, Some(32 << 20), "{mem:?}");
+    assert!(mem.rss.is_some() && mem.cache.is_some(), "{mem:?}");
 
     // Filling /dev/shm (tmpfs, charged to the container) past the limit: an OOM, which the
     // container records and answers by stopping.

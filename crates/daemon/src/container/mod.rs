@@ -14,6 +14,7 @@ pub mod limits;
 pub mod rootfs;
 pub mod runtime;
 pub mod snapshot;
+pub mod stats;
 
 use std::path::PathBuf;
 
