@@ -6,6 +6,7 @@ packages=(
     busybox-static   # the default rootfs
     runc crun        # the runtimes we compare against (tests, bench)
     podman           # drives warden-runc as its OCI runtime in crates/runc/tests/podman.rs
+    apparmor         # apparmor_parser: tests/apparmor.rs loads a profile where the kernel enforces AppArmor (the v2 lane)
     docker.io        # dockerd + docker, likewise in crates/runc/tests/docker.rs (its own dockerd)
     tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
     iproute2 libseccomp-dev

@@ -191,7 +191,7 @@ pub struct ExecArgs {
     /// Accepted for runc compatibility (SELinux is not supported).
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
-    /// Accepted for runc compatibility (AppArmor is not supported).
+    /// The AppArmor profile of the process (where the host enforces AppArmor).
     #[arg(long)]
     pub apparmor: Option<String>,
 }

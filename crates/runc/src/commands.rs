@@ -212,6 +212,9 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
     if let Some(cwd) = &args.cwd {
         p.set_cwd(cwd.clone());
     }
+    if let Some(profile) = &args.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
     if let Some(user) = &args.user {
         let (uid, gid) = match user.split_once(':') {
             Some((u, g)) => (u.parse::<u32>()?, g.parse::<u32>()?),
@@ -437,7 +440,7 @@ fn features() -> serde_json::Value {
                 "knownFlags": seccomp::KNOWN_FLAGS,
                 "supportedFlags": seccomp::supported_flags()
             },
-            "apparmor": {"enabled": false},
+            "apparmor": {"enabled": true},
             "selinux": {"enabled": false}
         },
         "annotations": {

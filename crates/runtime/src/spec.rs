@@ -168,7 +168,7 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
         for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
             check_sysctl(key, &new_ns, &joined_ns)?;
         }
-        // We implement neither LSM: a profile asked for on a host that enforces one must not
+        // SELinux is not implemented: a label asked for on a host that enforces it must not
         // be dropped silently. Without the LSM on the host there is nothing to apply (runc
         // does the same).
         if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
@@ -178,14 +178,6 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
         }
     }
     if let Some(p) = spec.process() {
-        if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty())
-            && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-                .is_ok_and(|v| v.trim() == "Y")
-        {
-            return Err(
-                "process.apparmorProfile: AppArmor is not supported by this runtime".into(),
-            );
-        }
         if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
             && std::path::Path::new("/sys/fs/selinux/enforce").exists()
         {

@@ -153,9 +153,10 @@ pub fn resolve_process(process: &Process) -> Result<(PathBuf, Vec<String>)> {
     Ok((exe, env))
 }
 
-/// Becomes the process's user with exactly its capabilities: the bounding set is cut
-/// first (that needs CAP_SETPCAP), the ids change with the capabilities kept, then the
-/// other sets are set, then no_new_privs.
+/// Becomes the process's user with exactly its capabilities: the AppArmor profile is set
+/// for the exec first (as runc does, while the process still has every capability), the
+/// bounding set is cut (that needs CAP_SETPCAP), the ids change with the capabilities kept,
+/// then the other sets are set, then no_new_privs.
 ///
 /// Without no_new_privs, loading a seccomp filter needs CAP_SYS_ADMIN: then it is loaded
 /// here, first (as runc does). With it, `load_seccomp_last` loads it right before exec.
@@ -164,6 +165,9 @@ pub fn drop_privileges(
     in_user_ns: bool,
     seccomp: Option<&Filter>,
 ) -> Result<()> {
+    if let Some(profile) = process.apparmor_profile() {
+        crate::security::apparmor::apply_on_exec(profile)?;
+    }
     if let Some(filter) = seccomp.filter(|_| !process.no_new_privileges().unwrap_or(false)) {
         filter.load()?;
     }

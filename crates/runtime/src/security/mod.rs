@@ -1,7 +1,8 @@
 //! What the process is allowed to do once it runs: its capabilities, rlimits, user and
-//! groups, no_new_privs, seccomp filter and OOM score. Each function changes the calling
+//! groups, no_new_privs, seccomp filter, AppArmor profile and OOM score. Each function changes the calling
 //! process only, and names what failed.
 
+pub mod apparmor;
 pub mod caps;
 pub mod rlimits;
 pub mod seccomp;
