@@ -68,7 +68,15 @@ fn cgroup_files_hold_the_configured_limits() {
 #[test]
 fn cgroup_namespace_hides_the_host_path() {
     let env = Env::new("cgroupns");
-    let out = env.run_ok(&["cat", "/proc/self/cgroup"]);
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "cgroup"}));
+            s["process"]["args"] = json!(["cat", "/proc/self/cgroup"]);
+        })
+        .ok();
     for l in out.stdout.lines() {
         let path = l.splitn(3, ':').nth(2).unwrap_or_default();
         assert!(

@@ -233,8 +233,10 @@ fn check_sysctl(
     }
 }
 
-/// The config.json `spec` writes: runc's default, a busybox-friendly shell container.
-/// With `rootless`, a user namespace mapping the caller's uid and gid to root.
+/// The config.json `spec` writes: runc's default template, a busybox-friendly shell
+/// container, with the same namespaces (no cgroup namespace) and capability sets (ambient
+/// listed, inheritable not) as runc 1.1's, because tools and test suites build on it. With
+/// `rootless`, a user namespace mapping the caller's uid and gid to root.
 pub fn default_spec(rootless: Option<(u32, u32)>) -> serde_json::Value {
     let mut spec = serde_json::json!({
         "ociVersion": crate::state::OCI_VERSION,
@@ -250,7 +252,8 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> serde_json::Value {
             "capabilities": {
                 "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
                 "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true
@@ -276,7 +279,7 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> serde_json::Value {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+                {"type": "uts"}, {"type": "mount"}
             ],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! At any point the init may send `Error(message)` instead and exit: the parent reports that
-//! message and undoes the create. If the socket closes without a message, the init died.
+//! message and undoes the create. If the socket closes without a message, the init died. The
+//! init may also send `Warning(message)` at any point (something the config asks for that it
+//! skipped, as runc does); the parent logs it and reads on.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
@@ -38,6 +40,8 @@ pub enum Message {
     Ready,
     /// Either way: what failed.
     Error(String),
+    /// Init → parent: what was skipped; logged by `recv`, never returned.
+    Warning(String),
 }
 
 impl Message {
@@ -49,6 +53,7 @@ impl Message {
             Message::Console => "Console",
             Message::Ready => "Ready",
             Message::Error(_) => "Error",
+            Message::Warning(_) => "Warning",
         }
     }
 }
@@ -96,8 +101,18 @@ impl Channel {
         self.received_fd.take()
     }
 
-    /// The next message, or an error if the peer closed the channel.
+    /// The next message, or an error if the peer closed the channel. Warnings on the way
+    /// are logged here.
     pub fn recv(&self) -> Result<Message> {
+        loop {
+            match self.recv_any()? {
+                Message::Warning(w) => tracing::warn!("{w}"),
+                m => return Ok(m),
+            }
+        }
+    }
+
+    fn recv_any(&self) -> Result<Message> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             let mut space = nix::cmsg_space!([RawFd; 1]);
@@ -168,6 +183,7 @@ mod tests {
         let (a, b) = pair().unwrap();
         a.send(&Message::Continue { pid: 7 }).unwrap();
         assert_eq!(b.expect("Continue").unwrap(), Message::Continue { pid: 7 });
+        b.send(&Message::Warning("skipped".into())).unwrap();
         b.send(&Message::Ready).unwrap();
         let e = a.expect("HooksDone").unwrap_err().to_string();
         assert!(e.contains("expected HooksDone, got Ready"), "{e}");

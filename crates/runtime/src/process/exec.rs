@@ -140,7 +140,7 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
         init::send_terminal(process, ch)?;
     }
     let (exe, env) = init::resolve_process(process)?;
-    init::drop_privileges(process, in_user_ns, a.seccomp)?;
+    init::drop_privileges(process, in_user_ns, a.seccomp, ch)?;
     init::prepare_exec(3 + a.preserve_fds)?;
     init::load_seccomp_last(process, a.seccomp)?;
     init::exec(&exe, process.args().as_deref().unwrap_or_default(), &env)

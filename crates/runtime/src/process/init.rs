@@ -120,7 +120,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         send_terminal(process, &a.channel)?;
     }
     let (exe, env) = resolve_process(process)?;
-    drop_privileges(process, in_user_ns, a.seccomp)?;
+    drop_privileges(process, in_user_ns, a.seccomp, &a.channel)?;
     prepare_exec(3 + a.preserve_fds)?;
 
     a.channel.send(&Message::Ready)?;
@@ -164,6 +164,7 @@ pub fn drop_privileges(
     process: &Process,
     in_user_ns: bool,
     seccomp: Option<&Filter>,
+    channel: &Channel,
 ) -> Result<()> {
     if let Some(profile) = process.apparmor_profile() {
         crate::security::apparmor::apply_on_exec(profile)?;
@@ -176,7 +177,9 @@ pub fn drop_privileges(
     crate::security::user::set_keep_caps(true)?;
     crate::security::user::apply(process.user(), in_user_ns)?;
     crate::security::user::set_keep_caps(false)?;
-    crate::security::caps::apply(caps)?;
+    if let Some(warning) = crate::security::caps::apply(caps)? {
+        channel.send(&Message::Warning(warning))?;
+    }
     if process.no_new_privileges().unwrap_or(false) {
         crate::security::set_no_new_privs()?;
     }

@@ -3,7 +3,10 @@
 //! The bounding set is cut while we still have CAP_SETPCAP (before the uid changes); the
 //! effective, permitted and inheritable sets are then set with one capset(2), so that no
 //! intermediate state breaks the kernel's subset rules, and the ambient set last (it needs
-//! its capabilities in both permitted and inheritable).
+//! its capabilities in both permitted and inheritable). An ambient capability the kernel
+//! refuses to raise (EPERM: it is not in both permitted and inheritable, as in runc's own
+//! `spec` template, which lists ambient capabilities and no inheritable ones) is skipped with
+//! a warning, as runc does, instead of failing the container.
 
 use ::caps::{CapSet, Capability as Cap, CapsHashSet};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
@@ -45,9 +48,10 @@ pub fn drop_bounding(caps: Option<&LinuxCapabilities>) -> Result<()> {
     Ok(())
 }
 
-/// Sets effective, permitted, inheritable (one capset) and then ambient.
-pub fn apply(caps: Option<&LinuxCapabilities>) -> Result<()> {
-    let Some(caps) = caps else { return Ok(()) };
+/// Sets effective, permitted, inheritable (one capset) and then ambient. Returns a warning
+/// naming the ambient capabilities skipped, if any.
+pub fn apply(caps: Option<&LinuxCapabilities>) -> Result<Option<String>> {
+    let Some(caps) = caps else { return Ok(None) };
     let supported = ::caps::runtime::thread_all_supported();
     let mask = |set: CapsHashSet| -> [u32; 2] {
         let mut words = [0u32; 2];
@@ -62,14 +66,43 @@ pub fn apply(caps: Option<&LinuxCapabilities>) -> Result<()> {
     let inh = mask(to_set(caps.inheritable().as_ref())?);
     capset(eff, perm, inh)?;
 
+    let mut skipped = Vec::new();
     let ambient = to_set(caps.ambient().as_ref())?;
-    if !ambient.is_empty() {
-        for cap in ambient.intersection(&supported) {
-            ::caps::raise(None, CapSet::Ambient, *cap)
-                .map_err(|e| Error::Init(format!("raise {cap} in the ambient set: {e}")))?;
+    for cap in ambient.intersection(&supported) {
+        if !raise_ambient(*cap)? {
+            skipped.push(cap.to_string());
         }
     }
-    Ok(())
+    if skipped.is_empty() {
+        return Ok(None);
+    }
+    skipped.sort();
+    Ok(Some(format!(
+        "ambient capabilities {} skipped: the kernel raises only what is both permitted and \
+         inheritable",
+        skipped.join(", ")
+    )))
+}
+
+/// Raises `cap` in the ambient set; false if the kernel refuses (EPERM).
+fn raise_ambient(cap: Cap) -> Result<bool> {
+    // SAFETY: prctl(2) with integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            cap.index() as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::EPERM => Ok(false),
+        e => Err(Error::sys(format!("raise {cap} in the ambient set"), e)),
+    }
 }
 
 #[repr(C)]
