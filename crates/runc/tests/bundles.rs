@@ -120,3 +120,36 @@ fn spec_prints_runcs_template() {
         "readonlyPaths"
     );
 }
+
+#[test]
+fn bind_mount_with_filesystem_data_options_is_bound() {
+    // The kernel ignores data on MS_BIND; runc and crun accept such a bind. The mount
+    // attributes beside it still take effect. (errors.rs keeps `rro`, which we do not
+    // implement, an error.)
+    let env = Env::new("bind-data");
+    let src = env.dir().join("bind-data-src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("hello"), "from the host\n").unwrap();
+    let out = env
+        .run_container(&[], |s| {
+            s["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/mnt", "type": "bind", "source": src,
+                "options": ["bind", "nosuid", "strictatime", "mode=755", "size=1k", "ro"]
+            }));
+            s["process"]["args"] = json!([
+                "sh",
+                "-c",
+                "cat /mnt/hello; grep ' /mnt ' /proc/self/mountinfo"
+            ]);
+        })
+        .ok();
+    let lines = out.lines();
+    assert_eq!(lines.first(), Some(&"from the host"), "{}", out.describe());
+    let info = parse_mountinfo(&out.stdout);
+    let m = info
+        .iter()
+        .find(|m| m.mount_point == "/mnt")
+        .unwrap_or_else(|| panic!("/mnt not mounted:\n{}", out.describe()));
+    assert!(m.is_ro(), "{m:?}");
+    assert!(m.options.iter().any(|o| o == "nosuid"), "{m:?}");
+}

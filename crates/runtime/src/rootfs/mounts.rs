@@ -91,6 +91,38 @@ impl Options {
     }
 }
 
+/// An option of the runtime-spec's mount attributes (recursive flags, id-mapped mounts)
+/// rather than filesystem data.
+fn is_mount_attribute(opt: &str) -> bool {
+    matches!(opt, "idmap" | "ridmap")
+        || opt.starts_with("idmap=")
+        || opt.starts_with("ridmap=")
+        || opt.strip_prefix('r').is_some_and(|base| {
+            matches!(
+                base,
+                "ro" | "rw"
+                    | "suid"
+                    | "nosuid"
+                    | "dev"
+                    | "nodev"
+                    | "exec"
+                    | "noexec"
+                    | "sync"
+                    | "async"
+                    | "atime"
+                    | "noatime"
+                    | "diratime"
+                    | "nodiratime"
+                    | "relatime"
+                    | "norelatime"
+                    | "strictatime"
+                    | "nostrictatime"
+                    | "symfollow"
+                    | "nosymfollow"
+            )
+        })
+}
+
 /// The flag of a propagation name (`rslave`, `private`...).
 pub fn propagation_flag(name: &str) -> Option<MsFlags> {
     let (rec, base) = match name.strip_prefix('r') {
@@ -193,13 +225,22 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
 
     if typ == "bind" || opts.is_bind() {
-        // A bind mount takes no filesystem data: an option we do not know (rro, idmap...)
-        // would be dropped silently, and the mount be less restricted than asked.
-        if let Some(unknown) = opts.data.first() {
+        // The kernel ignores filesystem data on MS_BIND (`mode=755`, `size=1k` on a bind
+        // change nothing, and runc and crun accept them), but the mount-attribute options
+        // we do not implement (rro, idmap...) change what the mount allows: dropped
+        // silently, the mount would be less restricted than asked.
+        if let Some(unsupported) = opts.data.iter().find(|d| is_mount_attribute(d)) {
             return Err(Error::Config(format!(
-                "mount {}: option {unknown:?} is not supported on bind mounts",
+                "mount {}: option {unsupported:?} is not supported on bind mounts",
                 shown.display()
             )));
+        }
+        if !opts.data.is_empty() {
+            tracing::debug!(
+                "mount {}: filesystem data {:?} ignored on a bind mount",
+                shown.display(),
+                opts.data
+            );
         }
         let source = m.source().as_deref().ok_or_else(|| {
             Error::Config(format!(
