@@ -153,3 +153,18 @@ fn bind_mount_with_filesystem_data_options_is_bound() {
     assert!(m.is_ro(), "{m:?}");
     assert!(m.options.iter().any(|o| o == "nosuid"), "{m:?}");
 }
+
+#[test]
+fn fifo_in_linux_devices_is_made_without_a_device_rule() {
+    // Type `p` is a fifo: mknod makes it, and the device cgroup has nothing to allow. (An
+    // explicit `p` rule in resources.devices stays an error.)
+    let env = Env::new("dev-fifo");
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["devices"] =
+                json!([{"path": "/dev/myfifo", "type": "p", "fileMode": 0o640}]);
+            s["process"]["args"] = json!(["sh", "-c", "stat -c '%F %a' /dev/myfifo"]);
+        })
+        .ok();
+    assert_eq!(out.lines(), ["fifo 640"], "{}", out.describe());
+}

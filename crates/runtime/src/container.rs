@@ -275,7 +275,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 }
 
 /// The device rules the cgroup gets: the config's, then the devices every container needs
-/// (runc's default allow list), then the devices the config creates.
+/// (runc's default allow list), then the devices the config creates (but a fifo, which the
+/// device cgroup does not govern).
 fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
     let mut res = linux
@@ -313,6 +314,7 @@ fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
         .and_then(|l| l.devices().as_ref())
         .into_iter()
         .flatten()
+        .filter(|d| d.typ() != LinuxDeviceType::P)
     {
         rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
     }
