@@ -144,7 +144,8 @@ fn hook_that_outlives_its_timeout_fails() {
     let bundle = env.bundle(&id, |s| {
         s["process"]["args"] = json!(["sleep", "30"]);
         s["hooks"] = json!({"createRuntime": [{
-            "path": "/bin/sh", "args": ["sh", "-c", format!("sleep 5; : {id}")],
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("sh -c 'sleep 5; : {id}-inner'; : {id}")],
             "env": [PATH], "timeout": 1
         }]});
     });
@@ -152,6 +153,12 @@ fn hook_that_outlives_its_timeout_fails() {
     let out = env.create(&id, &bundle);
     let took = t.elapsed();
     out.fails_with("timed out");
+    // The hook's own child (the inner shell, named by the id) went with it.
+    assert!(
+        wait_until(Duration::from_secs(2), || procs_with(&id).is_empty()),
+        "the timed-out hook left processes behind: {:?}",
+        procs_with(&id)
+    );
     assert!(
         took < Duration::from_millis(4500),
         "create took {took:?} with a 1s hook timeout"
@@ -164,13 +171,37 @@ fn hook_that_outlives_its_timeout_fails() {
 }
 
 #[test]
-fn failing_poststart_hook_is_only_a_warning() {
-    // The runtime spec: a failing poststart hook is logged; the container keeps running.
-    let env = Env::new("hook-poststart");
+fn failing_poststart_and_poststop_hooks_are_warnings_and_the_rest_still_run() {
+    // The runtime spec: a failing poststart or poststop hook is logged as a warning; the
+    // hooks after it run and the container keeps running (or is still deleted).
+    let env = Env::new("hook-post");
+    let log = env.dir().join("hooks.log");
+    let failing = json!({"path": "/bin/sh", "args": ["sh", "-c", "echo broken >&2; exit 3"]});
     let id = env.created(|s| {
         s["process"]["args"] = json!(["sleep", "30"]);
-        s["hooks"] = json!({"poststart": [{"path": "/bin/false", "args": ["false"]}]});
+        s["hooks"] = json!({
+            "poststart": [failing, logging_hook("poststart", &log)],
+            "poststop": [failing, logging_hook("poststop", &log)],
+        });
     });
-    env.runc(&["start", &id]).ok();
+    let start = env.runc(&["start", &id]).ok();
+    assert!(
+        start.stderr.contains("level=warning") && start.stderr.contains("broken"),
+        "the failing poststart hook is a warning: {}",
+        start.describe()
+    );
     assert_eq!(env.status(&id), "running");
+    let delete = env.runc(&["delete", "--force", &id]).ok();
+    assert!(
+        delete.stderr.contains("level=warning") && delete.stderr.contains("broken"),
+        "the failing poststop hook is a warning: {}",
+        delete.describe()
+    );
+    let kinds: Vec<String> = read_log(&log).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        ["poststart", "poststop"],
+        "the hooks after the failing ones ran"
+    );
+    env.assert_clean(&id);
 }

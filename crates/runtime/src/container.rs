@@ -431,8 +431,8 @@ impl Container {
             }
         }
         let running = self.state.oci(Status::Running);
-        if let Err(e) = hooks::run(self.state.hooks.as_ref(), Kind::Poststart, &running) {
-            // The runtime spec: a failing poststart hook is a warning; the container runs.
+        // The runtime spec: a failing poststart hook is a warning; the container runs.
+        for e in hooks::run_all(self.state.hooks.as_ref(), Kind::Poststart, &running) {
             tracing::warn!("{e}");
         }
         Ok(())
@@ -506,7 +506,7 @@ impl Container {
             Err(e) => return Err(Error::io("remove", dir, e)),
         }
         let stopped = self.state.oci(Status::Stopped);
-        if let Err(e) = hooks::run(self.state.hooks.as_ref(), Kind::Poststop, &stopped) {
+        for e in hooks::run_all(self.state.hooks.as_ref(), Kind::Poststop, &stopped) {
             tracing::warn!("{e}");
         }
         Ok(())

@@ -1,7 +1,9 @@
 //! OCI hooks: each runs as a program with the container's state JSON on its stdin, its own
 //! args (args[0] is argv[0]) and env, and an optional timeout in seconds after which it is
 //! killed. A hook that fails or times out fails the step it belongs to; its output is kept
-//! (up to a bound) and put in the error so the user sees why.
+//! (up to a bound) and put in the error so the user sees why. Poststart and poststop hooks
+//! come after the point of no return: the spec has a failing one logged as a warning and the
+//! hooks after it run all the same ([`run_all`]).
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -67,6 +69,25 @@ pub fn run(hooks: Option<&Hooks>, kind: Kind, state: &serde_json::Value) -> Resu
     Ok(())
 }
 
+/// Runs every hook of `kind`, a failing one included, and returns the failures, in order
+/// (poststart, poststop).
+pub fn run_all(hooks: Option<&Hooks>, kind: Kind, state: &serde_json::Value) -> Vec<Error> {
+    let Some(hooks) = hooks else {
+        return Vec::new();
+    };
+    let input = serde_json::to_vec(state).expect("state serializes");
+    kind.of(hooks)
+        .iter()
+        .filter_map(|hook| {
+            run_one(hook, &input).err().map(|msg| Error::Hook {
+                kind: kind.name(),
+                path: hook.path().clone(),
+                msg,
+            })
+        })
+        .collect()
+}
+
 const OUTPUT_LIMIT: u64 = 4096;
 
 fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
@@ -89,6 +110,9 @@ fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::from(dup()?))
         .stderr(Stdio::from(dup()?));
+    // Its own process group, so a timeout kills what the hook started too (a shell's
+    // `sleep`), not only the hook: nothing of a timed-out hook outlives the step.
+    cmd.process_group(0);
     let mut child = cmd.spawn().map_err(|e| format!("start: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.
@@ -104,7 +128,8 @@ fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
             Some(status) => break status,
             None => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    let _ = child.kill();
+                    // SAFETY: kill(2) of the process group the hook leads.
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                     let _ = child.wait();
                     return Err(format!(
                         "timed out after {}s",
