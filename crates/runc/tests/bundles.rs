@@ -168,3 +168,24 @@ fn fifo_in_linux_devices_is_made_without_a_device_rule() {
         .ok();
     assert_eq!(out.lines(), ["fifo 640"], "{}", out.describe());
 }
+
+#[test]
+fn unbindable_root_propagation_is_applied_after_the_root_is_bound() {
+    // `/` can only be made unbindable once the rootfs is bound onto itself; crun does it
+    // in that order, runc fails the bind with EINVAL.
+    let env = Env::new("propagation-unbindable");
+    for p in ["unbindable", "runbindable"] {
+        let out = env
+            .run_container(&[], |s| {
+                s["linux"]["rootfsPropagation"] = json!(p);
+                s["process"]["args"] = json!(["cat", "/proc/self/mountinfo"]);
+            })
+            .ok();
+        let root = out
+            .stdout
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .unwrap_or_else(|| panic!("no / in {}", out.stdout));
+        assert!(root.contains(" unbindable "), "{p}: {root}");
+    }
+}

@@ -5,7 +5,8 @@
 //!    entry of `mounts` in order, and /dev's devices and symlinks.
 //! 2. [`pivot`]: pivot_root into the rootfs and detach the old root (or, with `--no-pivot`,
 //!    move the rootfs onto `/` and chroot).
-//! 3. [`finalize`] (after): readonlyPaths, maskedPaths, and a read-only `/`.
+//! 3. [`finalize`] (after): readonlyPaths, maskedPaths, a read-only `/`, and last
+//!    rootfsPropagation on `/`.
 
 pub mod devices;
 pub mod mounts;
@@ -41,6 +42,13 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => propagation_flag(p)
             .ok_or_else(|| Error::Config(format!("unknown rootfsPropagation {p:?}")))?,
+    };
+    // An unbindable tree cannot have the rootfs bound onto itself: until `finalize` makes
+    // `/` unbindable, it is private (an unbindable mount is private too).
+    let propagation = if propagation.contains(MsFlags::MS_UNBINDABLE) {
+        MsFlags::MS_PRIVATE | (propagation & MsFlags::MS_REC)
+    } else {
+        propagation
     };
     mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
         .sys(format!("set propagation {propagation:?} on /"))?;
@@ -155,20 +163,12 @@ pub fn pivot(opts: &RootfsOptions) -> Result<()> {
     std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))
 }
 
-/// After pivot_root: rootfsPropagation on the new `/` (before the pivot the parent had to be
-/// private, so `/` is not shared with the host even when `rshared` is asked for: it gets a
-/// peer group of its own), paths made read-only or masked, then the root itself read-only.
+/// After pivot_root: paths made read-only or masked, the root itself read-only, then
+/// rootfsPropagation on the new `/` (before the pivot the parent had to be private, so `/` is
+/// not shared with the host even when `rshared` is asked for: it gets a peer group of its
+/// own).
 pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<()> {
     let linux = spec.linux().as_ref();
-    if let Some(p) = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .filter(|p| !p.is_empty())
-    {
-        let flag = propagation_flag(p)
-            .ok_or_else(|| Error::Config(format!("unknown rootfsPropagation {p:?}")))?;
-        mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
-            .sys(format!("set rootfsPropagation {p} on /"))?;
-    }
     // Before readonlyPaths makes /proc/sys read-only. Only namespaced keys get here
     // (spec::validate).
     for (key, value) in linux
@@ -206,6 +206,16 @@ pub fn finalize(spec: &Spec, _opts: &RootfsOptions) -> Result<()> {
             None::<&str>,
         )
         .sys("remount / read-only")?;
+    }
+    // Last: readonlyPaths bind mounts cannot be made from an unbindable tree.
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+    {
+        let flag = propagation_flag(p)
+            .ok_or_else(|| Error::Config(format!("unknown rootfsPropagation {p:?}")))?;
+        mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+            .sys(format!("set rootfsPropagation {p} on /"))?;
     }
     Ok(())
 }
