@@ -98,7 +98,7 @@ pub enum Command {
         no_subreaper: bool,
     },
     /// Run a process in a running container.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM).
@@ -194,4 +194,8 @@ pub struct ExecArgs {
     /// The AppArmor profile of the process (where the host enforces AppArmor).
     #[arg(long)]
     pub apparmor: Option<String>,
+    /// Run the process in an existing sub-cgroup of the container's: `PATH` in every
+    /// hierarchy, or `CONTROLLER[,CONTROLLER...]:PATH` for those (cgroup v1); repeatable.
+    #[arg(long)]
+    pub cgroup: Vec<String>,
 }

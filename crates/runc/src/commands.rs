@@ -237,7 +237,9 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
             .clone()
             .unwrap_or_else(LinuxCapabilities::default);
         for name in &args.cap {
-            let cap = Capability::from_str(name)
+            // runc takes `CAP_SYS_ADMIN`; oci-spec's names have no prefix.
+            let bare = name.strip_prefix("CAP_").unwrap_or(name);
+            let cap = Capability::from_str(bare)
                 .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
             let add = |set: Option<std::collections::HashSet<Capability>>| {
                 let mut set = set.unwrap_or_default();
@@ -256,6 +258,27 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
     Ok(p)
 }
 
+/// runc's `exec --cgroup` values: `PATH` for every hierarchy, `CONTROLLER[,...]:PATH` for
+/// those controllers.
+fn sub_cgroup(values: &[String]) -> Result<warden_runtime::container::SubCgroup> {
+    let mut sub = warden_runtime::container::SubCgroup::default();
+    for v in values {
+        match v.split_once(':') {
+            Some((controllers, path)) => {
+                for c in controllers.split(',') {
+                    if c.is_empty() {
+                        bail!("--cgroup {v:?}: empty controller name");
+                    }
+                    sub.per_controller
+                        .insert(c.to_string(), std::path::PathBuf::from(path));
+                }
+            }
+            None => sub.all = Some(std::path::PathBuf::from(v)),
+        }
+    }
+    Ok(sub)
+}
+
 fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
     let c = Container::load(root, &args.id)?;
     let opts = warden_runtime::container::ExecOptions {
@@ -265,6 +288,7 @@ fn exec(root: &Path, args: &ExecArgs) -> Result<i32> {
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
         ignore_paused: args.ignore_paused,
+        sub_cgroup: sub_cgroup(&args.cgroup)?,
     };
     if args.detach {
         c.exec(&opts)?;

@@ -189,3 +189,252 @@ fn unbindable_root_propagation_is_applied_after_the_root_is_bound() {
         assert!(root.contains(" unbindable "), "{p}: {root}");
     }
 }
+
+/// A host process (`sleep 60`) put into `/warden-test/<id>` before the container exists: in
+/// the pids hierarchy on v1, the unified one on v2. Killed and its dir removed on drop.
+struct Occupied {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Occupied {
+    fn new(id: &str) -> Occupied {
+        let dir = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            Path::new("/sys/fs/cgroup").join(CGROUP_PARENT).join(id)
+        } else {
+            cgroup_dir("pids", id)
+        };
+        fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        Occupied { child, dir }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Occupied {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_cgroup_with_processes_is_joined_with_a_warning_and_never_taken_from_them() {
+    let env = Env::new("cgroup-occupied");
+
+    // A create that fails leaves the cgroup and its process alone.
+    let id = env.new_id();
+    let mut other = Occupied::new(&id);
+    let b = env.bundle(&id, |s| s["process"]["args"] = json!(["/no/such/program"]));
+    let out = env.create(&id, &b);
+    out.clone().fails_with("no/such/program");
+    assert!(
+        out.stderr
+            .contains("container's cgroup is not empty: 1 process(es) found"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        other.alive(),
+        "a failed create killed a process it did not start"
+    );
+    assert!(
+        other.dir.is_dir(),
+        "a failed create removed a cgroup it shared"
+    );
+    drop(other);
+    env.assert_clean(&id);
+
+    // A container that runs and is deleted: the same.
+    let id = env.new_id();
+    let mut other = Occupied::new(&id);
+    let b = env.bundle(&id, |s| s["process"]["args"] = json!(["sleep", "30"]));
+    let out = env.create(&id, &b).ok();
+    assert!(
+        out.stderr.contains("container's cgroup is not empty"),
+        "{}",
+        out.describe()
+    );
+    env.runc(&["start", &id]).ok();
+    env.runc(&["delete", "--force", &id]).ok();
+    assert!(
+        other.alive(),
+        "delete killed a process the container did not start"
+    );
+    assert!(other.dir.is_dir(), "delete removed a cgroup it shared");
+    drop(other);
+    env.assert_clean(&id);
+}
+
+#[test]
+fn unified_resources_fail_create_on_cgroup_v1_and_are_written_on_v2() {
+    let env = Env::new("unified-res");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        s["linux"]["resources"]["unified"] = json!({"memory.max": "33554432"});
+    });
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        env.create(&id, &b).ok();
+        let f = Path::new("/sys/fs/cgroup")
+            .join(CGROUP_PARENT)
+            .join(&id)
+            .join("memory.max");
+        assert_eq!(fs::read_to_string(f).unwrap().trim(), "33554432");
+        env.runc(&["delete", "--force", &id]).ok();
+    } else {
+        let err = env.create(&id, &b).fails_with("linux.resources.unified");
+        assert!(err.contains("memory.max"), "{err}");
+    }
+    env.assert_clean(&id);
+}
+
+/// Accepts one connection on `listener` and takes the fd it carries (the terminal's master).
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let (stream, _) = listener.accept().expect("accept on the console socket");
+    let mut buf = [0u8; 4096];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on the console socket");
+    for c in msg.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just gave us this fd.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("the console socket got no fd");
+}
+
+#[test]
+fn a_terminal_container_has_its_terminal_on_dev_console() {
+    let env = Env::new("dev-console");
+    let id = env.new_id();
+    let sock = env.dir().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let b = env.bundle(&id, |s| {
+        s["process"]["terminal"] = json!(true);
+        s["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "echo via-console > /dev/console; grep -c ' /dev/console ' /proc/self/mountinfo"
+        ]);
+    });
+    let create = env.spawn(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        b.to_str().unwrap(),
+        &id,
+    ]);
+    let master = receive_master(&listener);
+    create.wait(CMD_TIMEOUT).ok();
+    env.runc(&["start", &id]).ok();
+    // Everything the container writes to its terminal, until it closes (EIO on the master).
+    let mut got = Vec::new();
+    let mut f = fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).replace('\r', "");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["via-console", "1"],
+        "what reached the terminal"
+    );
+    env.wait_status(&id, "stopped", CMD_TIMEOUT);
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}
+
+fn without_mount_ns(s: &mut Value, args: &[&str]) {
+    s["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|ns| ns["type"] != "mount");
+    s["process"]["args"] = json!(args);
+}
+
+/// The host's mount points at or below `root`.
+fn mounts_under(root: &Path) -> Vec<String> {
+    host_mount_points()
+        .into_iter()
+        .filter(|m| Path::new(m).starts_with(root))
+        .collect()
+}
+
+#[test]
+fn a_config_without_a_mount_namespace_runs_and_leaves_nothing_mounted() {
+    // The spec: a namespace not listed is the runtime's. The container's mounts land in the
+    // host's namespace (runc leaves proc, sys, dev... mounted there after delete): delete
+    // must take back exactly what it added.
+    let env = Env::new("no-mountns");
+    // A copy of the rootfs of its own: its mounts are the host's, and the other tests watch
+    // the shared rootfs for mounts appearing on the host.
+    let own_root = env.dir().join("rootfs");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&own_root)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp -a the rootfs");
+    let root = fs::canonicalize(&own_root).unwrap();
+    let without_mount_ns = |s: &mut Value, args: &[&str]| {
+        without_mount_ns(s, args);
+        s["root"]["path"] = json!(root);
+    };
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| without_mount_ns(s, &["sleep", "30"]));
+    env.create(&id, &b).ok();
+    env.runc(&["start", &id]).ok();
+    let mounted = mounts_under(&root);
+    assert!(
+        mounted.iter().any(|m| m.ends_with("/proc")),
+        "the container's mounts are the host's: {mounted:?}"
+    );
+    // An exec'd process sees the container's root, not the host's.
+    let out = env
+        .runc(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "ls /bin/busybox && cat /proc/1/comm",
+        ])
+        .ok();
+    assert_eq!(out.lines(), ["/bin/busybox", "sleep"], "{}", out.describe());
+    env.runc(&["delete", "--force", &id]).ok();
+    let left = mounts_under(&root);
+    assert!(left.is_empty(), "mounts left on the host: {left:?}");
+    env.assert_clean(&id);
+
+    // A create that fails after mounting takes them back too.
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| without_mount_ns(s, &["/no/such/program"]));
+    env.create(&id, &b).fails_with("no/such/program");
+    let left = mounts_under(&root);
+    assert!(left.is_empty(), "a failed create left mounts: {left:?}");
+    env.assert_clean(&id);
+}

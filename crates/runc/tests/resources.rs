@@ -169,14 +169,16 @@ fn pids_limit_stops_a_fork_bomb() {
 
 #[test]
 fn cpu_quota_throttles() {
-    // 10ms per 100ms: a busy loop of 300ms wall time gets throttled periods.
+    // 10ms per 100ms: a busy loop of at least a second of wall time (it runs until the
+    // second after next starts; until the next one alone could be a few ms) gets throttled
+    // periods.
     let env = Env::new("cpu-quota");
     let id = env.new_id();
     let b = env.bundle(&id, |s| {
         s["process"]["args"] = json!([
             "sh",
             "-c",
-            "end=$(($(date +%s) + 1)); while [ $(date +%s) -lt $end ]; do :; done"
+            "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done"
         ]);
         s["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000});
     });

@@ -58,6 +58,36 @@ pub fn setup_in_init(size: Option<Size>, uid: u32, gid: u32) -> Result<OwnedFd> 
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// Init side, after [`setup_in_init`]: binds the terminal (our stdin) onto `/dev/console`,
+/// creating the file if the container's /dev lacks it, as runc does, so programs that write to
+/// the console reach the container's terminal and not nowhere.
+pub fn bind_console() -> Result<()> {
+    let slave = std::fs::read_link("/proc/self/fd/0")
+        .map_err(|e| Error::io("readlink", "/proc/self/fd/0", e))?;
+    let console = Path::new("/dev/console");
+    match std::fs::symlink_metadata(console) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(console)
+                .map(drop)
+                .map_err(|e| Error::io("create", console, e))?;
+        }
+        Err(e) => return Err(Error::io("stat", console, e)),
+    }
+    nix::mount::mount(
+        Some(&slave),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .sys(format!("bind {} onto /dev/console", slave.display()))
+}
+
 pub fn set_size(fd: BorrowedFd<'_>, size: Size) -> Result<()> {
     let ws = libc::winsize {
         ws_row: size.rows,

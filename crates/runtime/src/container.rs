@@ -54,6 +54,71 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     pub ignore_paused: bool,
+    /// Where under the container's cgroup the process goes (runc's `exec --cgroup`).
+    pub sub_cgroup: SubCgroup,
+}
+
+/// An existing sub-cgroup of the container's for an exec'd process: `all` in every
+/// hierarchy, or per controller (cgroup v1), relative to the container's cgroup. Empty: the
+/// container's own.
+#[derive(Debug, Clone, Default)]
+pub struct SubCgroup {
+    pub all: Option<PathBuf>,
+    pub per_controller: BTreeMap<String, PathBuf>,
+}
+
+impl SubCgroup {
+    fn is_empty(&self) -> bool {
+        self.all.is_none() && self.per_controller.is_empty()
+    }
+
+    /// The cgroup dirs of the container's `paths` with the sub-cgroups in them; each must
+    /// exist and stay below the container's.
+    fn resolve(&self, paths: &BTreeMap<String, PathBuf>) -> Result<BTreeMap<String, PathBuf>> {
+        let v2 = paths.keys().all(|k| k.is_empty());
+        for c in self.per_controller.keys() {
+            if v2 {
+                return Err(Error::Config(format!(
+                    "exec --cgroup {c}:...: a controller can only be named on cgroup v1 \
+                     (this host has the unified hierarchy; give a path alone)"
+                )));
+            }
+            if !paths.contains_key(c) {
+                return Err(Error::Config(format!(
+                    "exec --cgroup {c}:...: the container has no {c} cgroup"
+                )));
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (key, dir) in paths {
+            let sub = self.per_controller.get(key).or(self.all.as_ref());
+            let Some(sub) = sub else {
+                out.insert(key.clone(), dir.clone());
+                continue;
+            };
+            let rel = sub.strip_prefix("/").unwrap_or(sub);
+            if rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(Error::Config(format!(
+                    "exec --cgroup {}: the path must stay below the container's cgroup",
+                    sub.display()
+                )));
+            }
+            let target = dir.join(rel);
+            if !target.is_dir() {
+                let name = if key.is_empty() { "unified" } else { key };
+                return Err(Error::Config(format!(
+                    "exec --cgroup {}: no such sub-cgroup {} ({name})",
+                    sub.display(),
+                    target.display()
+                )));
+            }
+            out.insert(key.clone(), target);
+        }
+        Ok(out)
+    }
 }
 
 /// A created container: its state, and the init's pid (our child until we exit).
@@ -68,7 +133,11 @@ pub struct Created {
 struct Undo {
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn Manager>>,
+    /// The cgroup had processes before the create: released, not destroyed.
+    cgroup_shared: bool,
     child: Option<Pid>,
+    /// Without a mount namespace: what the init mounted into the host's.
+    host_mounts: Option<state::HostMounts>,
 }
 
 impl Undo {
@@ -76,6 +145,7 @@ impl Undo {
         self.dir = None;
         self.cgroup = None;
         self.child = None;
+        self.host_mounts = None;
     }
 }
 
@@ -85,8 +155,13 @@ impl Drop for Undo {
             let _ = signal::kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
         }
+        if let Some(m) = self.host_mounts.take() {
+            m.take_back();
+        }
         if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cg.destroy() {
+            if self.cgroup_shared {
+                release_shared_cgroup(&cg.paths());
+            } else if let Err(e) = cg.destroy() {
                 tracing::warn!("undo create: {e}");
             }
         }
@@ -122,11 +197,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             "cannot use console socket if runc will not detach or allocate tty".into(),
         ));
     }
-    if !plan.has(LinuxNamespaceType::Mount) {
-        return Err(Error::Config(
-            "a mount namespace is required to set up the root filesystem".into(),
-        ));
-    }
     // Compiled here, before anything of the container exists; the init loads it.
     let seccomp_profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let seccomp = seccomp_profile
@@ -146,7 +216,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let mut undo = Undo {
         dir: Some(dir.clone()),
         cgroup: None,
+        cgroup_shared: false,
         child: None,
+        host_mounts: None,
     };
 
     let fifo_path = dir.join(state::EXEC_FIFO);
@@ -167,10 +239,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroups_path.map(|p| p.to_string_lossy()).as_deref(),
         &opts.id,
     )?;
+    // Joining a cgroup that already has processes is allowed (runc warns too), but then it
+    // is not ours alone: neither a failed create nor a delete may remove it, killing its
+    // other members (see `release_shared_cgroup`).
+    let others = cg.procs().unwrap_or_default().len();
+    if others > 0 {
+        tracing::warn!("container's cgroup is not empty: {others} process(es) found");
+        undo.cgroup_shared = true;
+    }
     cg.create()?;
     let cgroup_paths = cg.paths();
-    undo.cgroup = Some(cg);
-    let cg = undo.cgroup.as_ref().expect("just set");
+    let cg = &**undo.cgroup.insert(cg);
     cg.apply(&resources_with_default_devices(spec))?;
 
     let annotations = spec.annotations().clone().unwrap_or_default();
@@ -184,6 +263,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         owner: owner_name(),
         annotations: annotations.into_iter().collect(),
         cgroup_paths: cgroup_paths.clone(),
+        cgroup_shared: undo.cgroup_shared,
+        host_mounts: None,
         hooks: spec.hooks().clone(),
         namespaces: plan
             .types
@@ -195,6 +276,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
 
     let (parent_ch, child_ch) = channel::pair()?;
+    if !plan.has(LinuxNamespaceType::Mount) {
+        let rootfs = std::fs::canonicalize(&bundle.rootfs).ctx("resolve", &bundle.rootfs)?;
+        let before = crate::rootfs::mounts_under(&rootfs)?;
+        let m = state::HostMounts { rootfs, before };
+        st.host_mounts = Some(m.clone());
+        undo.host_mounts = Some(m);
+    }
     plan.enter_pid_namespace()?;
     // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
     // the child ends in exec or _exit inside `process::init::run`.
@@ -272,6 +360,22 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         init: pid,
         console,
     })
+}
+
+/// Lets go of a cgroup the container shared with processes that were there before it:
+/// removes each of its dirs that is empty now (the ones the create made), and leaves the
+/// others, and their processes, alone.
+fn release_shared_cgroup(paths: &BTreeMap<String, PathBuf>) {
+    let mut dirs: Vec<&PathBuf> = paths.values().collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::debug!("shared cgroup {} kept: {e}", d.display()),
+        }
+    }
 }
 
 /// The device rules the cgroup gets: the config's, then the devices every container needs
@@ -465,8 +569,12 @@ impl Container {
         if status != Status::Stopped {
             let cg = self.cgroup()?;
             let _ = signal::kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
-            for pid in cg.procs().unwrap_or_default() {
-                let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // In a cgroup shared with processes from before the container, only the init
+            // (and with it the rest of its pid namespace) is the container's to kill.
+            if !self.state.cgroup_shared {
+                for pid in cg.procs().unwrap_or_default() {
+                    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
             }
             if status == Status::Paused {
                 cg.thaw()?;
@@ -498,7 +606,14 @@ impl Container {
     }
 
     fn destroy(self) -> Result<()> {
-        self.cgroup()?.destroy()?;
+        if let Some(m) = &self.state.host_mounts {
+            m.take_back();
+        }
+        if self.state.cgroup_shared {
+            release_shared_cgroup(&self.state.cgroup_paths);
+        } else {
+            self.cgroup()?.destroy()?;
+        }
         let dir = State::dir(&self.root, &self.state.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -530,7 +645,9 @@ impl Container {
                 return Err(Error::State("cannot exec in a stopped container".into()))
             }
             Status::Paused if !opts.ignore_paused => {
-                return Err(Error::State("cannot exec in a paused container".into()))
+                return Err(Error::State(
+                    "cannot exec in a paused container (use --ignore-paused to override)".into(),
+                ))
             }
             _ => {}
         }
@@ -552,7 +669,13 @@ impl Container {
             .as_ref()
             .map(crate::security::seccomp::compile)
             .transpose()?;
+        let paused = self.status() == Status::Paused;
         let cg = self.cgroup()?;
+        let cg = if opts.sub_cgroup.is_empty() {
+            cg
+        } else {
+            crate::cgroups::from_paths(&opts.sub_cgroup.resolve(&cg.paths())?)?
+        };
         let mut spawned = process::exec::spawn(&process::exec::ExecArgs {
             init_pid: self.state.pid,
             namespaces: &self.state.namespaces,
@@ -560,6 +683,7 @@ impl Container {
             process: &opts.process,
             preserve_fds: opts.preserve_fds,
             seccomp: seccomp.as_ref(),
+            join_last: paused,
         })?;
         if let (Some(path), Some(master)) = (&opts.console_socket, &spawned.console) {
             crate::console::send_to_socket(path, master.as_fd())?;

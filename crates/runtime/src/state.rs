@@ -122,6 +122,14 @@ pub struct State {
     /// Where the container's cgroups are, per controller ("" for the v2 unified hierarchy).
     #[serde(default)]
     pub cgroup_paths: BTreeMap<String, PathBuf>,
+    /// The cgroup had other processes when the container joined it: delete leaves it (and
+    /// them) alone, removing only what is empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cgroup_shared: bool,
+    /// Set when the container has no mount namespace of its own: it mounts into the host's,
+    /// and delete unmounts what it added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mounts: Option<HostMounts>,
     #[serde(default)]
     pub hooks: Option<Hooks>,
     /// Namespaces the container has, as paths that `exec` can join (/proc/<pid>/ns/<type>).
@@ -132,6 +140,22 @@ pub struct State {
     /// The config's `linux.seccomp`, which every `exec`'d process gets too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+/// The mounts a container without its own mount namespace found under its rootfs, so that
+/// what it mounts into the host's namespace can be taken back and those left.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostMounts {
+    /// The rootfs as the kernel names it (symlinks resolved).
+    pub rootfs: PathBuf,
+    /// Ids of the mounts at or below it before the create.
+    pub before: std::collections::BTreeSet<u64>,
+}
+
+impl HostMounts {
+    pub fn take_back(&self) {
+        crate::rootfs::unmount_new(&self.rootfs, &self.before);
+    }
 }
 
 impl State {
@@ -316,6 +340,8 @@ mod tests {
             owner: String::new(),
             annotations: HashMap::from([("k".into(), "v".into())]),
             cgroup_paths: BTreeMap::new(),
+            cgroup_shared: true,
+            host_mounts: None,
             hooks: None,
             namespaces: vec![],
             config_path: "/b/config.json".into(),
@@ -324,6 +350,7 @@ mod tests {
         s.save(root.path()).unwrap();
         let back = State::load(root.path(), "c1").unwrap();
         assert_eq!(back.pid, 42);
+        assert!(back.cgroup_shared);
         assert_eq!(back.oci(Status::Running)["annotations"]["k"], "v");
         assert!(matches!(
             State::load(root.path(), "nope"),

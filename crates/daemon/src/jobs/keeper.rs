@@ -183,6 +183,7 @@ fn start(dir: &Path) -> Result<Started, String> {
                 pid_file: None,
                 preserve_fds: 0,
                 ignore_paused: false,
+                sub_cgroup: Default::default(),
             })
             .map_err(|e| format!("cannot run the job in container {}: {e}", spec.container_id))
     });

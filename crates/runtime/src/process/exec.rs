@@ -3,6 +3,11 @@
 //! namespaces (user first, mount last), then sets up the process exactly as the init does
 //! and execs. The channel is close-on-exec, so its EOF tells the parent the exec happened;
 //! an `Error` message tells it why not.
+//!
+//! Into a frozen cgroup (`exec --ignore-paused` of a paused container) the child joins last:
+//! it sends `Ready` right before its exec, the parent moves it into the cgroup and answers
+//! `Continue`, and returns without waiting for the exec, which happens once the container is
+//! resumed. Joined first, it would freeze half set up and the parent wait for it forever.
 
 use std::convert::Infallible;
 use std::fs::File;
@@ -67,6 +72,8 @@ pub struct ExecArgs<'a> {
     pub preserve_fds: i32,
     /// The container's compiled `linux.seccomp`.
     pub seccomp: Option<&'a crate::security::seccomp::Filter>,
+    /// The cgroup is frozen: join it last and do not wait for the exec (see the module doc).
+    pub join_last: bool,
 }
 
 /// The started process: its pid (our child) and its terminal's master if it has one.
@@ -105,16 +112,26 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
         let _ = waitpid(pid, None);
         e
     };
-    a.cgroup
-        .add_task(pid.as_raw())
-        .map_err(|e| undo(e.into()))?;
-    parent_ch
-        .send(&Message::Continue { pid: pid.as_raw() })
-        .map_err(undo)?;
+    // Into the cgroup (unless it is to be last), then let the child go on.
+    let go_on = |join: bool| -> Result<()> {
+        if join {
+            a.cgroup
+                .add_task(pid.as_raw())
+                .map_err(|e| undo(e.into()))?;
+        }
+        parent_ch
+            .send(&Message::Continue { pid: pid.as_raw() })
+            .map_err(undo)
+    };
+    go_on(!a.join_last)?;
     let mut console = None;
     loop {
         match parent_ch.recv() {
             Ok(Message::Console) => console = parent_ch.take_fd(),
+            Ok(Message::Ready) if a.join_last => {
+                go_on(true)?;
+                break;
+            }
             Ok(Message::Error(e)) => {
                 let _ = waitpid(pid, None);
                 return Err(Error::Init(e));
@@ -133,6 +150,13 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     for t in targets {
         nix::sched::setns(t.file.as_fd(), t.flag).sys(format!("setns {}", t.name))?;
     }
+    if !a.namespaces.iter().any(|n| n == "mnt") {
+        // No mount namespace to join: the container's root is the init's chroot.
+        let root = format!("/proc/{}/root", a.init_pid);
+        std::env::set_current_dir(&root).map_err(|e| Error::io("chdir", &root, e))?;
+        nix::unistd::chroot(".").sys("chroot into the container's root")?;
+        std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))?;
+    }
     let process = a.process;
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     nix::unistd::setsid().sys("setsid")?;
@@ -142,6 +166,10 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     let (exe, env) = init::resolve_process(process)?;
     init::drop_privileges(process, in_user_ns, a.seccomp, ch)?;
     init::prepare_exec(3 + a.preserve_fds)?;
+    if a.join_last {
+        ch.send(&Message::Ready)?;
+        ch.expect("Continue")?;
+    }
     init::load_seccomp_last(process, a.seccomp)?;
     init::exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
 }

@@ -81,6 +81,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         in_user_ns,
         new_net_ns: a.plan.clone_flags.contains(CloneFlags::CLONE_NEWNET),
         cgroup_paths: a.cgroup_paths.clone(),
+        own_mount_ns: a.plan.has(LinuxNamespaceType::Mount),
     };
     crate::rootfs::prepare(a.spec, &opts)?;
 
@@ -118,6 +119,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     unistd::setsid().sys("setsid")?;
     if process.terminal().unwrap_or(false) {
         send_terminal(process, &a.channel)?;
+        crate::console::bind_console()?;
     }
     let (exe, env) = resolve_process(process)?;
     drop_privileges(process, in_user_ns, a.seccomp, &a.channel)?;

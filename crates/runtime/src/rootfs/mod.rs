@@ -33,6 +33,11 @@ pub struct RootfsOptions {
     pub in_user_ns: bool,
     pub new_net_ns: bool,
     pub cgroup_paths: BTreeMap<String, PathBuf>,
+    /// The container has a mount namespace of its own. Without one (the spec allows it: the
+    /// runtime's is inherited) the host's propagation is left alone, the rootfs is entered
+    /// with chroot, and what the container mounts is the host's until `delete` unmounts it
+    /// (see [`unmount_new`]).
+    pub own_mount_ns: bool,
 }
 
 /// Everything before pivot_root. Must run in the container's own mount namespace.
@@ -50,11 +55,13 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
     } else {
         propagation
     };
-    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
-        .sys(format!("set propagation {propagation:?} on /"))?;
-    // pivot_root needs the new root's parent mount not to be shared.
-    if propagation.contains(MsFlags::MS_SHARED) {
-        make_parent_private(&opts.rootfs)?;
+    if opts.own_mount_ns {
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+            .sys(format!("set propagation {propagation:?} on /"))?;
+        // pivot_root needs the new root's parent mount not to be shared.
+        if propagation.contains(MsFlags::MS_SHARED) {
+            make_parent_private(&opts.rootfs)?;
+        }
     }
     // The rootfs becomes a mount point of its own (pivot_root needs one).
     mount(
@@ -65,6 +72,18 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
         None::<&str>,
     )
     .sys(format!("bind {} onto itself", opts.rootfs.display()))?;
+    if !opts.own_mount_ns {
+        // In the host's namespace: our bind (and the copies under it) must not be a peer
+        // of the host's mounts, or every mount below would propagate back into them.
+        mount(
+            None::<&str>,
+            &opts.rootfs,
+            None::<&str>,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .sys(format!("make {} private", opts.rootfs.display()))?;
+    }
 
     let ctx = Context {
         rootfs: &opts.rootfs,
@@ -106,7 +125,7 @@ fn make_parent_private(path: &Path) -> Result<()> {
         let Some(point) = line.split(' ').nth(4) else {
             continue;
         };
-        let point = PathBuf::from(point.replace("\\040", " "));
+        let point = PathBuf::from(unescape(point));
         if path.starts_with(&point)
             && best
                 .as_ref()
@@ -129,6 +148,12 @@ fn make_parent_private(path: &Path) -> Result<()> {
 /// Makes the rootfs `/`.
 pub fn pivot(opts: &RootfsOptions) -> Result<()> {
     let root = &opts.rootfs;
+    if !opts.own_mount_ns {
+        // pivot_root or a move would change the host's root: chroot, as runc does.
+        std::env::set_current_dir(root).map_err(|e| Error::io("chdir", root, e))?;
+        nix::unistd::chroot(".").sys("chroot .")?;
+        return std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e));
+    }
     if opts.no_pivot {
         std::env::set_current_dir(root).map_err(|e| Error::io("chdir", root, e))?;
         mount(
@@ -264,5 +289,81 @@ fn mask_path(p: &Path) -> Result<()> {
         // Gone, or a path through a file (runc tolerates both).
         Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => Ok(()),
         Err(e) => Err(Error::sys(format!("mask {}", p.display()), e)),
+    }
+}
+
+/// The ids of the mounts at or below `rootfs` in our mount namespace.
+pub fn mounts_under(rootfs: &Path) -> Result<std::collections::BTreeSet<u64>> {
+    Ok(mountinfo_under(rootfs)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+fn mountinfo_under(rootfs: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split(' ');
+        let (Some(id), Some(point)) = (f.next(), f.nth(3)) else {
+            continue;
+        };
+        let Ok(id) = id.parse::<u64>() else { continue };
+        let point = PathBuf::from(unescape(point));
+        if point.starts_with(rootfs) {
+            out.push((id, point));
+        }
+    }
+    Ok(out)
+}
+
+/// Unmounts what was mounted at or below `rootfs` since `before` was taken (a container
+/// without a mount namespace of its own mounts into the host's), deepest first, and leaves
+/// the mounts that were there already. Errors are logged: the rest is still tried.
+pub fn unmount_new(rootfs: &Path, before: &std::collections::BTreeSet<u64>) {
+    let Ok(now) = mountinfo_under(rootfs) else {
+        return;
+    };
+    // mountinfo lists mounts in the order they were made: undo them newest first.
+    for (_, point) in now.iter().rev().filter(|(id, _)| !before.contains(id)) {
+        if let Err(e) = umount2(point, MntFlags::MNT_DETACH) {
+            tracing::warn!("unmount {}: {e}", point.display());
+        }
+    }
+}
+
+/// A mountinfo field with its octal escapes (`\\040` for a space...) decoded.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = b.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (b[i], code) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(super::unescape("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(super::unescape("/plain"), "/plain");
+        assert_eq!(super::unescape("/x\\"), "/x\\");
     }
 }

@@ -1,0 +1,175 @@
+//! runc's `exec` contract beyond running a command: capability names as runc takes them,
+//! paused containers, and which cgroups the process joins (`--cgroup`).
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+const SHORT: Duration = Duration::from_secs(10);
+
+fn unified_host() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// `/proc/<pid>/cgroup`, as `(hierarchy, path)` pairs keyed by the controllers field.
+fn cgroups_of(pid: i32) -> Vec<(String, String)> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let _n = f.next()?;
+            Some((f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// `exec -d FLAGS ID sh -c 'sleep 30; : MARKER'` and the pid of that shell.
+fn exec_marked(env: &Env, flags: &[&str], id: &str, marker: &str) -> i32 {
+    let script = format!("sleep 30; : {marker}");
+    let mut args = vec!["exec", "-d"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[id, "sh", "-c", &script]);
+    env.runc(&args).ok();
+    pid_of(marker)
+}
+
+/// The pid of the process whose command line contains `marker`.
+fn pid_of(marker: &str) -> i32 {
+    let mut found = Vec::new();
+    assert!(
+        wait_until(SHORT, || {
+            found = procs_with(marker);
+            !found.is_empty()
+        }),
+        "no process with {marker:?}"
+    );
+    found[0].0
+}
+
+#[test]
+fn exec_cap_takes_runcs_names() {
+    let env = Env::new("exec-cap");
+    let id = env.started(&["sleep", "30"]);
+    let out = env
+        .runc(&[
+            "exec",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "--cap",
+            "NET_ADMIN",
+            &id,
+            "cat",
+            "/proc/self/status",
+        ])
+        .ok();
+    let eff = u64::from_str_radix(status_field(&out.stdout, "CapEff"), 16).unwrap();
+    assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN: {}", out.stdout);
+    assert_ne!(eff & (1 << 12), 0, "NET_ADMIN: {}", out.stdout);
+    env.runc(&["exec", "--cap", "CAP_NOT_A_CAP", &id, "true"])
+        .fails_with("unknown capability \"CAP_NOT_A_CAP\"");
+    env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+}
+
+#[test]
+fn exec_into_a_paused_container_is_refused_unless_ignore_paused() {
+    let env = Env::new("exec-paused");
+    let id = env.started(&["sleep", "30"]);
+    env.runc(&["pause", &id]).ok();
+    env.runc(&["exec", &id, "true"])
+        .fails_with("cannot exec in a paused container (use --ignore-paused to override)");
+    // With --ignore-paused the process joins the frozen cgroup: it runs once resumed.
+    env.runc(&[
+        "exec",
+        "-d",
+        "--ignore-paused",
+        &id,
+        "sh",
+        "-c",
+        "echo thawed > /dev/shm/mark",
+    ])
+    .ok();
+    env.runc(&["resume", &id]).ok();
+    assert!(
+        wait_until(SHORT, || env
+            .runc(&["exec", &id, "cat", "/dev/shm/mark"])
+            .stdout
+            .contains("thawed")),
+        "the process exec'd while paused never ran"
+    );
+    env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+}
+
+#[test]
+fn exec_joins_the_containers_cgroup_in_every_hierarchy() {
+    // The init's /proc/<pid>/cgroup, every line (v1 controllers, name=systemd where the host
+    // has it, and the unified hierarchy), is what an exec'd process gets.
+    let env = Env::new("exec-cgroups");
+    let id = env.started(&["sleep", "30"]);
+    let init = env.state(&id)["pid"].as_i64().unwrap() as i32;
+    let marker = format!("{id}-exec");
+    let pid = exec_marked(&env, &[], &id, &marker);
+    let theirs = cgroups_of(init);
+    assert!(
+        theirs.iter().any(|(c, _)| c.is_empty()),
+        "no unified line for the init: {theirs:?}"
+    );
+    for (c, path) in &theirs {
+        assert!(path.ends_with(&id), "init in {c}:{path}");
+    }
+    assert_eq!(
+        cgroups_of(pid),
+        theirs,
+        "the exec'd process against the init"
+    );
+    env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+}
+
+#[test]
+fn exec_cgroup_puts_the_process_in_a_sub_cgroup() {
+    let env = Env::new("exec-subcg");
+    let id = env.started(&["sleep", "30"]);
+    let init = env.state(&id)["pid"].as_i64().unwrap() as i32;
+    env.runc(&["exec", "--cgroup", "nosuch", &id, "true"])
+        .fails_with("no such sub-cgroup");
+    env.runc(&["exec", "--cgroup", "../escape", &id, "true"])
+        .fails_with("must stay below the container's cgroup");
+
+    // The controller the sub-cgroup is made in: on v1 only that hierarchy's line moves.
+    let (flag, controller) = if unified_host() {
+        ("sub".to_string(), String::new())
+    } else {
+        ("memory:sub".to_string(), "memory".to_string())
+    };
+    let dir: PathBuf = if unified_host() {
+        cgroup_dirs_left(&id)
+            .into_iter()
+            .find(|d| d.starts_with("/sys/fs/cgroup"))
+            .unwrap()
+    } else {
+        cgroup_dir("memory", &id)
+    };
+    fs::create_dir(dir.join("sub")).unwrap();
+    let marker = format!("{id}-sub");
+    let pid = exec_marked(&env, &["--cgroup", &flag], &id, &marker);
+    for ((c, path), (_, init_path)) in cgroups_of(pid).iter().zip(cgroups_of(init).iter()) {
+        if *c == controller {
+            assert_eq!(*path, format!("{init_path}/sub"), "{c}");
+        } else {
+            assert_eq!(path, init_path, "{c}: only {controller:?} moves");
+        }
+    }
+    if unified_host() {
+        env.runc(&["exec", "--cgroup", "memory:sub", &id, "true"])
+            .fails_with("only be named on cgroup v1");
+    }
+    env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+}
