@@ -140,6 +140,46 @@ pub enum Command {
     },
     /// Print what this runtime supports, as JSON.
     Features,
+    /// Change a running (or paused, or created) container's resource limits.
+    Update(Box<UpdateArgs>),
+}
+
+/// runc's `update` flags: `--resources FILE` (an OCI `linux.resources` object as JSON, `-`
+/// for stdin; containerd sends it that way) and one flag per common limit, which win over
+/// the file. Sizes take runc's suffixes (`64m`, `1g`); `-1` is unlimited.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    #[arg(long = "memory", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -53,6 +53,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             format,
             ps_args,
         } => ps(root, id, *format, ps_args).map(|_| 0),
+        Command::Update(args) => update(root, args).map(|_| 0),
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features())?);
             Ok(0)
@@ -256,6 +257,108 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// runc's `update`: the `--resources` document, then the flags over it.
+fn update(root: &Path, args: &crate::cli::UpdateArgs) -> Result<()> {
+    let c = Container::load(root, &args.id)?;
+    let mut r = match &args.resources {
+        None => serde_json::json!({}),
+        Some(path) => {
+            let data = if path.as_os_str() == "-" {
+                let mut d = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut d)
+                    .context("read the resources from stdin")?;
+                d
+            } else {
+                std::fs::read(path).with_context(|| format!("read {}", path.display()))?
+            };
+            serde_json::from_slice(&data).with_context(|| {
+                format!(
+                    "--resources {}: not a linux.resources object",
+                    path.display()
+                )
+            })?
+        }
+    };
+    if !r.is_object() {
+        bail!("--resources: not a linux.resources object");
+    }
+    let mut set = |section: &str, key: &str, value: serde_json::Value| {
+        if !r[section].is_object() {
+            r[section] = serde_json::json!({});
+        }
+        r[section][key] = value;
+    };
+    for (flag, key, v) in [
+        ("--memory", "limit", &args.memory),
+        (
+            "--memory-reservation",
+            "reservation",
+            &args.memory_reservation,
+        ),
+        ("--memory-swap", "swap", &args.memory_swap),
+        ("--kernel-memory", "kernel", &args.kernel_memory),
+        ("--kernel-memory-tcp", "kernelTCP", &args.kernel_memory_tcp),
+    ] {
+        if let Some(v) = v {
+            set("memory", key, size(flag, v)?.into());
+        }
+    }
+    if let Some(v) = args.cpu_share {
+        set("cpu", "shares", v.into());
+    }
+    if let Some(v) = args.cpu_quota {
+        set("cpu", "quota", v.into());
+    }
+    if let Some(v) = args.cpu_period {
+        set("cpu", "period", v.into());
+    }
+    if let Some(v) = args.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", v.into());
+    }
+    if let Some(v) = args.cpu_rt_period {
+        set("cpu", "realtimePeriod", v.into());
+    }
+    if let Some(v) = &args.cpuset_cpus {
+        set("cpu", "cpus", v.clone().into());
+    }
+    if let Some(v) = &args.cpuset_mems {
+        set("cpu", "mems", v.clone().into());
+    }
+    if let Some(v) = args.pids_limit {
+        set("pids", "limit", v.into());
+    }
+    if let Some(v) = args.blkio_weight {
+        set("blockIO", "weight", v.into());
+    }
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(r).context("the resources to update")?;
+    Ok(c.update(&resources)?)
+}
+
+/// A size as runc's update takes it: bytes, or a number with a k, m, g, t (or kb, mb...)
+/// suffix in powers of 1024; `-1` is unlimited.
+fn size(flag: &str, v: &str) -> Result<i64> {
+    if v == "-1" {
+        return Ok(-1);
+    }
+    let lower = v.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => bail!("{flag} {v:?}: unknown unit {unit:?} (want b, k, m, g or t)"),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag} {v:?}: not a size"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: too large"))
 }
 
 /// runc's `exec --cgroup` values: `PATH` for every hierarchy, `CONTROLLER[,...]:PATH` for
@@ -489,5 +592,17 @@ mod tests {
             "unknown signal \"FOO\""
         );
         assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn sizes_as_runc_update_takes_them() {
+        assert_eq!(size("--memory", "64m").unwrap(), 64 << 20);
+        assert_eq!(size("--memory", "1G").unwrap(), 1 << 30);
+        assert_eq!(size("--memory", "512kb").unwrap(), 512 << 10);
+        assert_eq!(size("--memory", "4096").unwrap(), 4096);
+        assert_eq!(size("--memory-swap", "-1").unwrap(), -1);
+        assert!(size("--memory", "12x").is_err());
+        assert!(size("--memory", "m").is_err());
+        assert!(size("--memory", "99999999999t").is_err());
     }
 }

@@ -413,6 +413,25 @@ fn scenarios(docker: &Docker, rt: &str) {
         assert_eq!(out.code, 126, "{}", at(&out.describe()));
         assert!(out.stdout.contains(bad), "{}", at(&out.describe()));
     }
+    // docker update reaches the runtime's `update` (containerd sends the resources on
+    // stdin): the running container's limit changes.
+    docker
+        .run(&["update", "--memory", "96m", "--memory-swap", "192m", &name])
+        .ok();
+    let out = docker
+        .run(&[
+            "exec",
+            &name,
+            "cat",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ])
+        .ok();
+    assert_eq!(
+        out.text(),
+        (96u64 << 20).to_string(),
+        "{}",
+        at(&out.describe())
+    );
     let ok = common::wait_until(Duration::from_secs(10), || {
         docker.run(&["logs", &name]).text() == "started"
     });

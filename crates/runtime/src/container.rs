@@ -627,6 +627,15 @@ impl Container {
         Ok(())
     }
 
+    /// Writes new limits into the container's cgroup (runc's `update`); what `resources`
+    /// leaves out stays as it is.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        if self.status() == Status::Stopped {
+            return Err(Error::State("cannot update a stopped container".into()));
+        }
+        Ok(self.cgroup()?.apply(resources)?)
+    }
+
     pub fn pause(&self) -> Result<()> {
         self.status().check_pause()?;
         Ok(self.cgroup()?.freeze()?)

@@ -1,0 +1,102 @@
+//! `update`: new limits for a live container, from runc's flags and from a `--resources`
+//! document (containerd sends it on stdin), on either cgroup hierarchy.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::json;
+
+fn unified_host() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The container's cgroup file: `v1` (controller, file) on a v1 host, `v2` on a unified one.
+fn read(id: &str, v1: (&str, &str), v2: &str) -> String {
+    let p: PathBuf = if unified_host() {
+        Path::new("/sys/fs/cgroup")
+            .join(CGROUP_PARENT)
+            .join(id)
+            .join(v2)
+    } else {
+        cgroup_dir(v1.0, id).join(v1.1)
+    };
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let env = Env::new("update");
+    let id = env.created(|s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        s["linux"]["resources"]["memory"] = json!({"limit": 128 << 20});
+        s["linux"]["resources"]["pids"] = json!({"limit": 100});
+    });
+    env.runc(&["start", &id]).ok();
+    let memory = || read(&id, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let pids = || read(&id, ("pids", "pids.max"), "pids.max");
+    assert_eq!(memory(), (128u64 << 20).to_string());
+
+    env.runc(&[
+        "update",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpu-share",
+        "512",
+        &id,
+    ])
+    .ok();
+    assert_eq!(memory(), (64u64 << 20).to_string());
+    assert_eq!(pids(), "50");
+    let cpu = read(&id, ("cpu", "cpu.shares"), "cpu.weight");
+    // runc's shares → weight: 1 + ((512 - 2) * 9999) / 262142 = 20.
+    assert_eq!(cpu, if unified_host() { "20" } else { "512" });
+
+    // containerd's way: the resources document on stdin. What it leaves out stays.
+    let doc = env.dir().join("resources.json");
+    fs::write(&doc, json!({"memory": {"limit": 32 << 20}}).to_string()).unwrap();
+    let out = env
+        .spawn_with(&["update", "--resources", "-", &id], |c| {
+            c.stdin(fs::File::open(&doc).unwrap());
+        })
+        .wait(CMD_TIMEOUT)
+        .ok();
+    assert!(out.stderr.is_empty(), "{}", out.describe());
+    assert_eq!(memory(), (32u64 << 20).to_string());
+    assert_eq!(pids(), "50");
+    // A flag wins over the document.
+    env.runc(&[
+        "update",
+        "-r",
+        doc.to_str().unwrap(),
+        "--memory",
+        "48m",
+        &id,
+    ])
+    .ok();
+    assert_eq!(memory(), (48u64 << 20).to_string());
+
+    // Bad input names what was wrong and changes nothing.
+    env.runc(&["update", "--memory", "12x", &id])
+        .fails_with("--memory \"12x\": unknown unit \"x\"");
+    fs::write(&doc, "[1, 2]").unwrap();
+    env.runc(&["update", "-r", doc.to_str().unwrap(), &id])
+        .fails_with("not a linux.resources object");
+    assert_eq!(memory(), (48u64 << 20).to_string());
+
+    env.runc(&["kill", &id, "KILL"]).ok();
+    env.wait_status(&id, "stopped", CMD_TIMEOUT);
+    env.runc(&["update", "--memory", "64m", &id])
+        .fails_with("cannot update a stopped container");
+    env.runc(&["update", "--memory", "64m", "no-such-container"])
+        .fails_with("container does not exist");
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}
