@@ -105,7 +105,17 @@ pub struct RawServer {
     /// Ours: the cgroup (under each hierarchy) that holds the containers' cgroups, so that
     /// several daemons (and tests) can share a host.
     pub cgroup_parent: String,
+    /// Ours: the seccomp profile of every container: `default` (the built-in allow list),
+    /// `unconfined` (none), or the absolute path of an OCI `linux.seccomp` JSON file.
+    pub container_seccomp_profile: String,
+    /// Ours: every container's pids.max, so one fork bomb cannot take the host; `null` for
+    /// no limit.
+    pub container_pids_limit: Option<u64>,
 }
+
+/// The default `server.container_pids_limit`: room for builds with many threads, far from
+/// what takes a host down.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
 impl Default for RawServer {
     fn default() -> Self {
@@ -125,6 +135,8 @@ impl Default for RawServer {
             max_payload: warden_protocol::DEFAULT_MAX_PAYLOAD as u64,
             shutdown_timeout: 10.0,
             cgroup_parent: "warden".into(),
+            container_seccomp_profile: "default".into(),
+            container_pids_limit: Some(DEFAULT_PIDS_LIMIT),
         }
     }
 }
@@ -421,6 +433,17 @@ pub struct ServerConfig {
     pub max_payload: usize,
     pub shutdown_timeout: Duration,
     pub cgroup_parent: String,
+    pub seccomp_profile: SeccompProfile,
+    pub pids_limit: Option<u64>,
+}
+
+/// `server.container_seccomp_profile`, resolved. The file is read and compiled when the
+/// daemon starts (see `container::seccomp`), so a bad one stops it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeccompProfile {
+    Default,
+    Unconfined,
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -804,6 +827,25 @@ impl Config {
                 format!("must be from 64 to {MAX_PAYLOAD_LIMIT} bytes"),
             ));
         }
+        let seccomp_profile = match s.container_seccomp_profile.as_str() {
+            "default" => SeccompProfile::Default,
+            "unconfined" => SeccompProfile::Unconfined,
+            p if Path::new(p).is_absolute() => SeccompProfile::File(PathBuf::from(p)),
+            p => {
+                return Err(invalid(
+                    "server.container_seccomp_profile",
+                    p,
+                    "want default, unconfined or the absolute path of a seccomp profile",
+                ))
+            }
+        };
+        if s.container_pids_limit == Some(0) {
+            return Err(invalid(
+                "server.container_pids_limit",
+                0,
+                "a container needs at least one process (null means no limit)",
+            ));
+        }
         let server = ServerConfig {
             unix_domain_path: s.unix_domain_path.clone(),
             unix_domain_permissions: parse_mode(&s.unix_domain_permissions)?,
@@ -819,6 +861,8 @@ impl Config {
             max_payload: s.max_payload as usize,
             shutdown_timeout: seconds("server.shutdown_timeout", s.shutdown_timeout)?,
             cgroup_parent: s.cgroup_parent.clone(),
+            seccomp_profile,
+            pids_limit: s.container_pids_limit,
         };
         Ok(Config {
             server,
@@ -894,6 +938,28 @@ mod tests {
     }
 
     #[test]
+    fn seccomp_profile_and_pids_limit() {
+        let c = parse(
+            "server:\n  container_seccomp_profile: unconfined\n  container_pids_limit: null\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.seccomp_profile, SeccompProfile::Unconfined);
+        assert_eq!(c.server.pids_limit, None);
+        let c = parse("server:\n  container_seccomp_profile: /etc/warden/seccomp.json\n").unwrap();
+        assert_eq!(
+            c.server.seccomp_profile,
+            SeccompProfile::File("/etc/warden/seccomp.json".into())
+        );
+        let e = err("server:\n  container_seccomp_profile: seccomp.json\n");
+        assert!(
+            e.contains("server.container_seccomp_profile: seccomp.json"),
+            "{e}"
+        );
+        let e = err("server:\n  container_pids_limit: 0\n");
+        assert!(e.contains("server.container_pids_limit: 0"), "{e}");
+    }
+
+    #[test]
     fn defaults_without_a_file() {
         let c = Config::load(None, &Overrides::default(), HOST).unwrap();
         assert_eq!(c, parse("").unwrap());
@@ -913,6 +979,8 @@ mod tests {
         );
         assert_eq!(c.server.container_rlimits, Rlimits::default());
         assert_eq!(c.server.job_output_limit, 10_485_760);
+        assert_eq!(c.server.seccomp_profile, SeccompProfile::Default);
+        assert_eq!(c.server.pids_limit, Some(DEFAULT_PIDS_LIMIT));
         assert!(c.server.disk_quota_enabled);
         assert!(!c.server.allow_nested_warden);
         assert_eq!(c.server.pidfile, None);

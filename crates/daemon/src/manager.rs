@@ -145,6 +145,9 @@ pub struct Manager {
     conns: StdMutex<HashMap<u64, HashSet<String>>>,
     /// Whether the daemon's nftables table is in place (done before the first container).
     firewall: Mutex<bool>,
+    /// Every container's `linux.seccomp` (`server.container_seccomp_profile`), compiled
+    /// once at start; `None` when unconfined.
+    seccomp: Option<serde_json::Value>,
     /// Lets timers and background stops reach the manager.
     this: std::sync::Weak<Manager>,
 }
@@ -163,6 +166,8 @@ impl Manager {
         std::fs::create_dir_all(&bin)?;
         let init = bin.join("warden-init");
         write_executable(&init, INIT_BINARY)?;
+        let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
+            .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
         let registry = Arc::new(Registry::new());
         let manager = Arc::new_cyclic(|this| Manager {
             networks: NetworkPool::from_config(&config.network),
@@ -176,6 +181,7 @@ impl Manager {
             next_job: AtomicU32::new(1),
             conns: StdMutex::new(HashMap::new()),
             firewall: Mutex::new(false),
+            seccomp,
             this: this.clone(),
         });
         manager.recover().await?;
@@ -373,6 +379,8 @@ impl Manager {
             cgroups_path: format!("/{}/{}", self.config.server.cgroup_parent, c.id),
             init: &self.init,
             bind_mounts: binds,
+            seccomp: self.seccomp.as_ref(),
+            pids_limit: self.config.server.pids_limit,
         });
         bundle::write(&c.dir, &config)?;
         fail_point("bundle")?;

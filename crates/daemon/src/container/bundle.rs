@@ -1,7 +1,7 @@
 //! The OCI bundle of a container: `<dir>/config.json`, runc's default spec folded over a few
 //! rules (guardian's bundler does the same): our init as the process, the overlay as the
 //! root, the hostname, the network namespace made beforehand, the cgroup, /dev/fuse, bind
-//! mounts.
+//! mounts, the seccomp profile and the pids limit.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,10 @@ pub struct BundleSpec<'a> {
     pub cgroups_path: String,
     pub init: &'a Path,
     pub bind_mounts: &'a [BindMount],
+    /// `linux.seccomp`, for the init and every job.
+    pub seccomp: Option<&'a Value>,
+    /// pids.max of the container's cgroup.
+    pub pids_limit: Option<u64>,
 }
 
 /// The config.json document.
@@ -61,6 +65,12 @@ pub fn config(b: &BundleSpec) -> Value {
     });
     let linux = &mut spec["linux"];
     linux["cgroupsPath"] = json!(b.cgroups_path);
+    if let Some(profile) = b.seccomp {
+        linux["seccomp"] = profile.clone();
+    }
+    if let Some(limit) = b.pids_limit {
+        linux["resources"]["pids"] = json!({ "limit": limit });
+    }
     linux["namespaces"] = json!([
         {"type": "pid"},
         {"type": "ipc"},

@@ -13,6 +13,7 @@ pub mod id;
 pub mod limits;
 pub mod rootfs;
 pub mod runtime;
+pub mod seccomp;
 pub mod snapshot;
 pub mod stats;
 
