@@ -163,11 +163,8 @@ fn id_that_exists_already() {
     assert_eq!(again["pid"], pid);
     assert_eq!(again["bundle"], st["bundle"]);
     assert!(pid_alive(pid));
-    for c in CONTROLLERS {
-        assert!(
-            cgroup_dir(c, &id).is_dir(),
-            "the failed create removed {c} cgroup of {id}"
-        );
+    for (c, d) in container_cgroup_dirs(&id) {
+        assert!(d.is_dir(), "the failed create removed {c} cgroup of {id}");
     }
     env.runc(&["start", &id]).ok();
     assert_eq!(env.status(&id), "running");
@@ -224,7 +221,11 @@ fn delete_running_without_force() {
     assert_eq!(env.status(&id), "running");
     assert!(pid_alive(pid));
     assert!(env.root.join(&id).is_dir());
-    assert!(cgroup_dir("memory", &id).is_dir());
+    let memory = match hierarchy() {
+        Hierarchy::V1 => cgroup_dir("memory", &id),
+        Hierarchy::V2 => cgroup_v2_dir(&id),
+    };
+    assert!(memory.is_dir(), "{} is gone", memory.display());
 }
 
 #[test]

@@ -401,7 +401,7 @@ fn kill_all_reaches_every_process() {
 fn pause_and_resume() {
     let env = Env::new("pause");
     let id = env.started(&["sleep", "30"]);
-    let freezer = || cgroup_file("freezer", &id, "freezer.state");
+    let freezer = || freezer_state(&id);
     assert_eq!(freezer(), "THAWED");
 
     env.runc(&["pause", &id]).ok();
@@ -508,11 +508,8 @@ fn exec_runs_in_the_container_and_passes_its_exit_code() {
         .trim()
         .parse()
         .unwrap();
-    let procs = cgroup_file("memory", &id, "cgroup.procs");
-    assert!(
-        procs.lines().any(|p| p == exec_pid.to_string()),
-        "{exec_pid} not in {procs}"
-    );
+    let procs = cgroup_procs("memory", &id);
+    assert!(procs.contains(&exec_pid), "{exec_pid} not in {procs:?}");
     assert!(pid_alive(init as i32));
 
     env.runc(&["kill", &id, "KILL"]).ok();

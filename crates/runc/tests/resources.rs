@@ -1,5 +1,5 @@
-//! linux.resources as the host's cgroup v1 files show them, and limits that bite: a memory
-//! limit that kills, a pids limit that stops a fork bomb.
+//! linux.resources as the host's cgroup files show them (v1's, or v2's on a cgroup v2 host),
+//! and limits that bite: a memory limit that kills, a pids limit that stops a fork bomb.
 
 mod common;
 
@@ -19,47 +19,75 @@ fn cgroup_files_hold_the_configured_limits() {
             json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"});
         r["pids"] = json!({"limit": 32});
     });
-    let pid = env.state(&id)["pid"].as_i64().unwrap().to_string();
-
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        (64u64 << 20).to_string()
-    );
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.soft_limit_in_bytes"),
-        (32u64 << 20).to_string()
-    );
-    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
-    assert_eq!(cgroup_file("cpuset", &id, "cpuset.cpus"), "0");
-    assert_eq!(cgroup_file("cpuset", &id, "cpuset.mems"), "0");
-    assert_eq!(cgroup_file("pids", &id, "pids.max"), "32");
-    // Deny all, then runc's default allow list: /dev/null is in, arbitrary devices are not.
-    let devices = cgroup_file("devices", &id, "devices.list");
-    assert!(
-        devices.lines().any(|l| l == "c 1:3 rwm"),
-        "devices.list:\n{devices}"
-    );
-    assert!(
-        !devices.lines().any(|l| l == "a *:* rwm"),
-        "devices.list:\n{devices}"
-    );
-
-    // The init is in the container's cgroup in every hierarchy.
-    for c in CONTROLLERS {
-        let procs = cgroup_file(c, &id, "cgroup.procs");
-        assert!(
-            procs.lines().any(|l| l == pid),
-            "{c}: init {pid} not in cgroup.procs ({procs:?})"
-        );
-    }
+    let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
     let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(
-        own.lines()
-            .any(|l| l.ends_with(&format!(":memory:/{CGROUP_PARENT}/{id}"))),
-        "/proc/{pid}/cgroup:\n{own}"
-    );
+    match hierarchy() {
+        Hierarchy::V1 => {
+            assert_eq!(
+                cgroup_file("memory", &id, "memory.limit_in_bytes"),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(
+                cgroup_file("memory", &id, "memory.soft_limit_in_bytes"),
+                (32u64 << 20).to_string()
+            );
+            assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
+            assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
+            assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
+            assert_eq!(cgroup_file("cpuset", &id, "cpuset.cpus"), "0");
+            assert_eq!(cgroup_file("cpuset", &id, "cpuset.mems"), "0");
+            assert_eq!(cgroup_file("pids", &id, "pids.max"), "32");
+            // Deny all, then runc's default allow list: /dev/null is in, arbitrary devices
+            // are not.
+            let devices = cgroup_file("devices", &id, "devices.list");
+            assert!(
+                devices.lines().any(|l| l == "c 1:3 rwm"),
+                "devices.list:\n{devices}"
+            );
+            assert!(
+                !devices.lines().any(|l| l == "a *:* rwm"),
+                "devices.list:\n{devices}"
+            );
+            // The init is in the container's cgroup in every hierarchy.
+            for c in CONTROLLERS {
+                let procs = cgroup_procs(c, &id);
+                assert!(
+                    procs.contains(&pid),
+                    "{c}: init {pid} not in cgroup.procs ({procs:?})"
+                );
+            }
+            assert!(
+                own.lines()
+                    .any(|l| l.ends_with(&format!(":memory:/{CGROUP_PARENT}/{id}"))),
+                "/proc/{pid}/cgroup:\n{own}"
+            );
+        }
+        Hierarchy::V2 => {
+            // runc's translations: the reservation is memory.low, the shares a weight, quota
+            // and period one cpu.max. No swap was asked for: memory.swap.max is left as it
+            // is. Device rules are no file on v2 (devices_cgroup_denies_what_is_not_allowed
+            // tests them).
+            let f = |name| cgroup_v2_file(&id, name);
+            assert_eq!(f("memory.max"), (64u64 << 20).to_string());
+            assert_eq!(f("memory.low"), (32u64 << 20).to_string());
+            assert_eq!(f("cpu.weight"), cpu_weight_of_shares(512).to_string());
+            assert_eq!(f("cpu.weight"), "20");
+            assert_eq!(f("cpu.max"), "50000 100000");
+            assert_eq!(f("cpuset.cpus"), "0");
+            assert_eq!(f("cpuset.mems"), "0");
+            assert_eq!(f("pids.max"), "32");
+            let procs = cgroup_procs("", &id);
+            assert!(
+                procs.contains(&pid),
+                "init {pid} not in cgroup.procs ({procs:?})"
+            );
+            assert!(
+                own.lines()
+                    .any(|l| l == format!("0::/{CGROUP_PARENT}/{id}")),
+                "/proc/{pid}/cgroup:\n{own}"
+            );
+        }
+    }
 
     env.runc(&["delete", &id]).ok();
     env.assert_clean(&id);
@@ -105,17 +133,25 @@ fn memory_limit_kills_a_process_that_exceeds_it() {
         "want SIGKILL from the OOM killer:\n{}",
         out.describe()
     );
-    let oom = cgroup_file("memory", &id, "memory.oom_control");
-    let kills: u64 = oom
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(kills >= 1, "memory.oom_control:\n{oom}");
-    assert_eq!(
-        cgroup_file("memory", &id, "memory.limit_in_bytes"),
-        (16u64 << 20).to_string()
-    );
+    match hierarchy() {
+        Hierarchy::V1 => {
+            let oom = cgroup_file("memory", &id, "memory.oom_control");
+            let kills = keyed(&oom, "oom_kill").unwrap_or(0);
+            assert!(kills >= 1, "memory.oom_control:\n{oom}");
+            assert_eq!(
+                cgroup_file("memory", &id, "memory.limit_in_bytes"),
+                (16u64 << 20).to_string()
+            );
+        }
+        Hierarchy::V2 => {
+            let events = cgroup_v2_file(&id, "memory.events");
+            let kills = keyed(&events, "oom_kill").unwrap_or(0);
+            assert!(kills >= 1, "memory.events:\n{events}");
+            assert_eq!(cgroup_v2_file(&id, "memory.max"), (16u64 << 20).to_string());
+            // memory+swap 16 MiB over a 16 MiB limit: no swap at all.
+            assert_eq!(cgroup_v2_file(&id, "memory.swap.max"), "0");
+        }
+    }
     env.runc(&["delete", &id]).ok();
     env.assert_clean(&id);
 
@@ -156,12 +192,14 @@ fn pids_limit_stops_a_fork_bomb() {
         "{started} sleeps started under pids.max 16:\n{}",
         out.describe()
     );
-    assert_eq!(cgroup_file("pids", &id, "pids.max"), "16");
-    let events = cgroup_file("pids", &id, "pids.events");
-    let hits: u64 = events
-        .strip_prefix("max ")
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    // pids.max and pids.events ("max <forks refused>") have the same names on v1 and v2.
+    let pids_file = |name| match hierarchy() {
+        Hierarchy::V1 => cgroup_file("pids", &id, name),
+        Hierarchy::V2 => cgroup_v2_file(&id, name),
+    };
+    assert_eq!(pids_file("pids.max"), "16");
+    let events = pids_file("pids.events");
+    let hits = keyed(&events, "max").unwrap_or(0);
     assert!(hits >= 1, "pids.events: {events}");
     env.runc(&["delete", &id]).ok();
     env.assert_clean(&id);
@@ -184,12 +222,15 @@ fn cpu_quota_throttles() {
     });
     let out = env.runc(&["run", "--keep", "-b", b.to_str().unwrap(), &id]);
     assert_eq!(out.code, 0, "{}", out.describe());
-    let stat = cgroup_file("cpu", &id, "cpu.stat");
-    let throttled: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("nr_throttled "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    // cpu.stat's nr_throttled has the same name on v1 and v2.
+    let stat = match hierarchy() {
+        Hierarchy::V1 => cgroup_file("cpu", &id, "cpu.stat"),
+        Hierarchy::V2 => {
+            assert_eq!(cgroup_v2_file(&id, "cpu.max"), "10000 100000");
+            cgroup_v2_file(&id, "cpu.stat")
+        }
+    };
+    let throttled = keyed(&stat, "nr_throttled").unwrap_or(0);
     assert!(throttled >= 1, "cpu.stat:\n{stat}");
     env.runc(&["delete", &id]).ok();
     env.assert_clean(&id);

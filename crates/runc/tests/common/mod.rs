@@ -26,7 +26,7 @@ pub const RUNC: &str = env!("CARGO_BIN_EXE_warden-runc");
 /// Every container's cgroupsPath is `/warden-test/<id>`.
 pub const CGROUP_PARENT: &str = "warden-test";
 
-/// The v1 hierarchies this host mounts under /sys/fs/cgroup.
+/// The v1 hierarchies a cgroup v1 host mounts under /sys/fs/cgroup.
 pub const CONTROLLERS: &[&str] = &[
     "memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio",
 ];
@@ -260,26 +260,149 @@ pub fn pid_alive(pid: i32) -> bool {
     !proc_is_zombie(pid)
 }
 
-/// /sys/fs/cgroup/<controller>/warden-test/<id>
+/// The cgroup hierarchy the host runs containers in: v2 when the unified hierarchy is mounted
+/// at /sys/fs/cgroup itself (it has a cgroup.controllers file there), v1 otherwise (a hybrid
+/// host's empty cgroup2 at /sys/fs/cgroup/unified does not count: the runtime uses the v1
+/// controllers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchy {
+    V1,
+    V2,
+}
+
+pub fn hierarchy() -> Hierarchy {
+    static H: OnceLock<Hierarchy> = OnceLock::new();
+    *H.get_or_init(|| {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            Hierarchy::V2
+        } else {
+            Hierarchy::V1
+        }
+    })
+}
+
+pub fn cgroup_v2() -> bool {
+    hierarchy() == Hierarchy::V2
+}
+
+/// runc's cpu.shares → cpu.weight: `1 + ((shares - 2) * 9999) / 262142`.
+pub fn cpu_weight_of_shares(shares: u64) -> u64 {
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+/// v1: /sys/fs/cgroup/<controller>/warden-test/<id>. Panics on a v2 host (where a
+/// controller has no directory of its own: see [`cgroup_v2_dir`]).
+#[track_caller]
 pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
+    assert_eq!(
+        hierarchy(),
+        Hierarchy::V1,
+        "cgroup_dir({controller:?}) is a v1 path; this host runs cgroup v2"
+    );
     Path::new("/sys/fs/cgroup")
         .join(controller)
         .join(CGROUP_PARENT)
         .join(id)
 }
 
-/// Reads a file of the container's cgroup, trimmed.
+/// v1: reads a file of the container's cgroup in `controller`'s hierarchy, trimmed.
 #[track_caller]
 pub fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
-    let p = cgroup_dir(controller, id).join(file);
-    fs::read_to_string(&p)
+    read_trimmed(&cgroup_dir(controller, id).join(file))
+}
+
+/// v2: /sys/fs/cgroup/warden-test/<id>. Panics on a v1 host.
+#[track_caller]
+pub fn cgroup_v2_dir(id: &str) -> PathBuf {
+    assert_eq!(
+        hierarchy(),
+        Hierarchy::V2,
+        "cgroup_v2_dir is a v2 path; this host runs cgroup v1"
+    );
+    Path::new("/sys/fs/cgroup").join(CGROUP_PARENT).join(id)
+}
+
+/// v2: reads a file of the container's cgroup, trimmed.
+#[track_caller]
+pub fn cgroup_v2_file(id: &str, file: &str) -> String {
+    read_trimmed(&cgroup_v2_dir(id).join(file))
+}
+
+#[track_caller]
+fn read_trimmed(p: &Path) -> String {
+    fs::read_to_string(p)
         .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
         .trim()
         .to_string()
 }
 
-/// Every hierarchy mounted under /sys/fs/cgroup (the controllers, name=systemd, unified).
+/// The value of a `key value` line of a flat-keyed cgroup file's text (memory.events,
+/// cpu.stat, memory.oom_control, pids.events), if there is one.
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The dirs the container's cgroup should have on this host: one per v1 controller, or the
+/// one of the unified hierarchy.
+#[track_caller]
+pub fn container_cgroup_dirs(id: &str) -> Vec<(String, PathBuf)> {
+    match hierarchy() {
+        Hierarchy::V1 => CONTROLLERS
+            .iter()
+            .map(|c| (c.to_string(), cgroup_dir(c, id)))
+            .collect(),
+        Hierarchy::V2 => vec![("unified".to_string(), cgroup_v2_dir(id))],
+    }
+}
+
+/// The processes in the container's cgroup: the cgroup.procs of `controller`'s hierarchy
+/// on v1, of the unified hierarchy on v2 (where `controller` does not matter).
+#[track_caller]
+pub fn cgroup_procs(controller: &str, id: &str) -> Vec<i32> {
+    let text = match hierarchy() {
+        Hierarchy::V1 => cgroup_file(controller, id, "cgroup.procs"),
+        Hierarchy::V2 => cgroup_v2_file(id, "cgroup.procs"),
+    };
+    text.lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("cgroup.procs line {l:?}: {e}"))
+        })
+        .collect()
+}
+
+/// The container's freezer state as v1's freezer.state names it: THAWED, FREEZING or
+/// FROZEN. On v2, from cgroup.freeze (asked) and cgroup.events' `frozen` (done): FROZEN
+/// when both are 1, THAWED when both are 0, FREEZING while the freeze is asked but not done,
+/// and a description of the two otherwise (a thaw not done).
+#[track_caller]
+pub fn freezer_state(id: &str) -> String {
+    match hierarchy() {
+        Hierarchy::V1 => cgroup_file("freezer", id, "freezer.state"),
+        Hierarchy::V2 => {
+            let asked = cgroup_v2_file(id, "cgroup.freeze");
+            let events = cgroup_v2_file(id, "cgroup.events");
+            let frozen = keyed(&events, "frozen");
+            match (asked.as_str(), frozen) {
+                ("1", Some(1)) => "FROZEN".into(),
+                ("0", Some(0)) => "THAWED".into(),
+                ("1", Some(0)) => "FREEZING".into(),
+                _ => format!("cgroup.freeze {asked}, cgroup.events:\n{events}"),
+            }
+        }
+    }
+}
+
+/// The roots of the hierarchies mounted under /sys/fs/cgroup: on v1 each controller's (and
+/// name=systemd's, unified's), on v2 /sys/fs/cgroup itself.
 pub fn cgroup_roots() -> Vec<PathBuf> {
+    if cgroup_v2() {
+        return vec![PathBuf::from("/sys/fs/cgroup")];
+    }
     let mut roots: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
         .map(|d| {
             d.flatten()
@@ -836,6 +959,13 @@ fn remove_cgroup(d: &Path) {
     let freezer = d.join("freezer.state");
     if freezer.exists() {
         let _ = fs::write(&freezer, "THAWED");
+    }
+    // v2: thaw, and kill the whole subtree at once where the kernel can (5.14+).
+    if d.join("cgroup.freeze").exists() {
+        let _ = fs::write(d.join("cgroup.freeze"), "0");
+    }
+    if d.join("cgroup.kill").exists() {
+        let _ = fs::write(d.join("cgroup.kill"), "1");
     }
     for _ in 0..50 {
         if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
