@@ -199,10 +199,9 @@ struct Occupied {
 
 impl Occupied {
     fn new(id: &str) -> Occupied {
-        let dir = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            Path::new("/sys/fs/cgroup").join(CGROUP_PARENT).join(id)
-        } else {
-            cgroup_dir("pids", id)
+        let dir = match hierarchy() {
+            Hierarchy::V2 => cgroup_v2_dir(id),
+            Hierarchy::V1 => cgroup_dir("pids", id),
         };
         fs::create_dir_all(&dir).unwrap();
         let child = Command::new("sleep")
@@ -283,13 +282,9 @@ fn unified_resources_fail_create_on_cgroup_v1_and_are_written_on_v2() {
         s["process"]["args"] = json!(["sleep", "30"]);
         s["linux"]["resources"]["unified"] = json!({"memory.max": "33554432"});
     });
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if hierarchy() == Hierarchy::V2 {
         env.create(&id, &b).ok();
-        let f = Path::new("/sys/fs/cgroup")
-            .join(CGROUP_PARENT)
-            .join(&id)
-            .join("memory.max");
-        assert_eq!(fs::read_to_string(f).unwrap().trim(), "33554432");
+        assert_eq!(cgroup_v2_file(&id, "memory.max"), "33554432");
         env.runc(&["delete", "--force", &id]).ok();
     } else {
         let err = env.create(&id, &b).fails_with("linux.resources.unified");

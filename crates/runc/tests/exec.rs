@@ -12,7 +12,7 @@ use common::*;
 const SHORT: Duration = Duration::from_secs(10);
 
 fn unified_host() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    hierarchy() == Hierarchy::V2
 }
 
 /// `/proc/<pid>/cgroup`, as `(hierarchy, path)` pairs keyed by the controllers field.
@@ -149,10 +149,7 @@ fn exec_cgroup_puts_the_process_in_a_sub_cgroup() {
         ("memory:sub".to_string(), "memory".to_string())
     };
     let dir: PathBuf = if unified_host() {
-        cgroup_dirs_left(&id)
-            .into_iter()
-            .find(|d| d.starts_with("/sys/fs/cgroup"))
-            .unwrap()
+        cgroup_v2_dir(&id)
     } else {
         cgroup_dir("memory", &id)
     };

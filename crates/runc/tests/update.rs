@@ -4,29 +4,20 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::json;
 
 fn unified_host() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    hierarchy() == Hierarchy::V2
 }
 
 /// The container's cgroup file: `v1` (controller, file) on a v1 host, `v2` on a unified one.
 fn read(id: &str, v1: (&str, &str), v2: &str) -> String {
-    let p: PathBuf = if unified_host() {
-        Path::new("/sys/fs/cgroup")
-            .join(CGROUP_PARENT)
-            .join(id)
-            .join(v2)
-    } else {
-        cgroup_dir(v1.0, id).join(v1.1)
-    };
-    fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-        .trim()
-        .to_string()
+    match hierarchy() {
+        Hierarchy::V1 => cgroup_file(v1.0, id, v1.1),
+        Hierarchy::V2 => cgroup_v2_file(id, v2),
+    }
 }
 
 #[test]
