@@ -261,7 +261,13 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
 
 /// runc's `update`: the `--resources` document, then the flags over it.
 fn update(root: &Path, args: &crate::cli::UpdateArgs) -> Result<()> {
-    let c = Container::load(root, &args.id)?;
+    if args.l3_cache_schema.is_some() || args.mem_bw_schema.is_some() {
+        bail!(
+            "--l3-cache-schema and --mem-bw-schema are Intel RDT settings, which this runtime \
+             does not support"
+        );
+    }
+    let mut c = Container::load(root, &args.id)?;
     let mut r = match &args.resources {
         None => serde_json::json!({}),
         Some(path) => {

@@ -1,5 +1,5 @@
-//! podman driving warden-runc as its OCI runtime: run, exit codes, detached run, exec, stop,
-//! rm. podman gets its own storage (vfs: no mounts) and run root in a temp dir, an image made
+//! podman driving warden-runc as its OCI runtime: run, exit codes, detached run, exec,
+//! update, stop, rm. podman gets its own storage (vfs: no mounts) and run root in a temp dir, an image made
 //! from the busybox rootfs with `podman import` (no registry), and no network. Skipped, with
 //! a message, where podman is not installed.
 
@@ -187,6 +187,38 @@ fn podman_runs_containers_through_warden_runc() {
     assert_eq!(text(&out.stdout), "Seccomp:\t2");
     let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);
     assert_eq!(text(&out.stdout), "running", "{}", text(&out.stderr));
+    // podman update reaches the runtime's `update`: the running container's limits change.
+    let out = p.run(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "192m",
+        "--cpu-shares",
+        "512",
+        "wr-detached",
+    ]);
+    assert!(out.status.success(), "podman update: {}", text(&out.stderr));
+    let out = p.run(&[
+        "exec",
+        "wr-detached",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares \
+         2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight",
+    ]);
+    // cpu.weight on v2: runc's mapping of 512 shares.
+    let cpu = if common::hierarchy() == common::Hierarchy::V2 {
+        20
+    } else {
+        512
+    };
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n{cpu}", 96u64 << 20),
+        "{}",
+        text(&out.stderr)
+    );
     let out = p.run(&["stop", "--time", "1", "wr-detached"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);

@@ -73,8 +73,19 @@ fn update_changes_the_limits_of_a_running_container() {
     ])
     .ok();
     assert_eq!(memory(), (48u64 << 20).to_string());
+    // runc's other spelling of the shares flag.
+    env.runc(&["update", "--cpu-shares", "1024", &id]).ok();
+    // The state keeps the limits in force: the config's with every update folded in.
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json")).unwrap()).unwrap();
+    let r = &state["resources"];
+    assert_eq!(r["memory"]["limit"], 48 << 20, "{r}");
+    assert_eq!(r["pids"]["limit"], 50, "{r}");
+    assert_eq!(r["cpu"]["shares"], 1024, "{r}");
 
     // Bad input names what was wrong and changes nothing.
+    env.runc(&["update", "--l3-cache-schema", "L3:0=f", &id])
+        .fails_with("Intel RDT");
     env.runc(&["update", "--memory", "12x", &id])
         .fails_with("--memory \"12x\": unknown unit \"x\"");
     fs::write(&doc, "[1, 2]").unwrap();

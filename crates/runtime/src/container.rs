@@ -265,6 +265,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup_paths: cgroup_paths.clone(),
         cgroup_shared: undo.cgroup_shared,
         host_mounts: None,
+        resources: linux.and_then(|l| l.resources().clone()),
         hooks: spec.hooks().clone(),
         namespaces: plan
             .types
@@ -360,6 +361,22 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         init: pid,
         console,
     })
+}
+
+/// Folds `update` into `base`: objects key by key, anything else replaced; nulls (fields
+/// the update does not set) change nothing.
+fn merge_json(base: &mut serde_json::Value, update: serde_json::Value) {
+    match (base, update) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(u)) => {
+            for (k, v) in u {
+                if v.is_null() {
+                    continue;
+                }
+                merge_json(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, u) => *b = u,
+    }
 }
 
 /// Lets go of a cgroup the container shared with processes that were there before it:
@@ -628,12 +645,23 @@ impl Container {
     }
 
     /// Writes new limits into the container's cgroup (runc's `update`); what `resources`
-    /// leaves out stays as it is.
-    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+    /// leaves out stays as it is. The state keeps the limits in force (the config's, with
+    /// every update folded in).
+    pub fn update(&mut self, resources: &LinuxResources) -> Result<()> {
         if self.status() == Status::Stopped {
             return Err(Error::State("cannot update a stopped container".into()));
         }
-        Ok(self.cgroup()?.apply(resources)?)
+        self.cgroup()?.apply(resources)?;
+        let mut merged = serde_json::to_value(self.state.resources.clone().unwrap_or_default())
+            .expect("resources serialize");
+        merge_json(
+            &mut merged,
+            serde_json::to_value(resources).expect("resources serialize"),
+        );
+        self.state.resources = Some(serde_json::from_value(merged).map_err(|e| {
+            Error::State(format!("the updated resources do not make a document: {e}"))
+        })?);
+        self.state.save(&self.root)
     }
 
     pub fn pause(&self) -> Result<()> {
@@ -748,4 +776,24 @@ pub fn list(root: &Path) -> Result<Vec<Container>> {
 /// Cgroup paths as the state keeps them, for callers that only need to display them.
 pub fn cgroup_paths(c: &Container) -> &BTreeMap<String, PathBuf> {
     &c.state.cgroup_paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_json;
+    use serde_json::json;
+
+    #[test]
+    fn updates_fold_into_the_resources() {
+        let mut base = json!({"memory": {"limit": 1, "swap": 2}, "pids": {"limit": 5}});
+        merge_json(
+            &mut base,
+            json!({"memory": {"limit": 3, "swap": null}, "cpu": {"shares": 7}, "devices": [1]}),
+        );
+        assert_eq!(
+            base,
+            json!({"memory": {"limit": 3, "swap": 2}, "pids": {"limit": 5},
+                   "cpu": {"shares": 7}, "devices": [1]})
+        );
+    }
 }

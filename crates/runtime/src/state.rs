@@ -130,6 +130,9 @@ pub struct State {
     /// and delete unmounts what it added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_mounts: Option<HostMounts>,
+    /// The limits in force: the config's `linux.resources` with every `update` folded in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     #[serde(default)]
     pub hooks: Option<Hooks>,
     /// Namespaces the container has, as paths that `exec` can join (/proc/<pid>/ns/<type>).
@@ -342,6 +345,7 @@ mod tests {
             cgroup_paths: BTreeMap::new(),
             cgroup_shared: true,
             host_mounts: None,
+            resources: None,
             hooks: None,
             namespaces: vec![],
             config_path: "/b/config.json".into(),
