@@ -142,6 +142,35 @@ pub enum Command {
     Features,
     /// Change a running (or paused, or created) container's resource limits.
     Update(Box<UpdateArgs>),
+    /// Print a container's usage (and OOM kills) as JSON lines until it stops.
+    Events {
+        id: String,
+        /// Print one stats line and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats lines (`5s`, `500ms`, `1m`).
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
+}
+
+/// runc's `--interval` (a Go duration): a number and a unit of ms, s, m or h.
+fn parse_interval(v: &str) -> Result<std::time::Duration, String> {
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("{v:?}: want a duration such as 5s or 500ms"))?;
+    let secs = match &v[digits.len()..] {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("{v:?}: unknown unit {u:?} (want ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("{v:?}: not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// runc's `update` flags: `--resources FILE` (an OCI `linux.resources` object as JSON, `-`
@@ -243,4 +272,21 @@ pub struct ExecArgs {
     /// hierarchy, or `CONTROLLER[,CONTROLLER...]:PATH` for those (cgroup v1); repeatable.
     #[arg(long)]
     pub cgroup: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_as_go_durations() {
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_interval("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_interval("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_interval("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_interval("5").is_err());
+        assert!(parse_interval("5d").is_err());
+        assert!(parse_interval("-1s").is_err());
+    }
 }

@@ -54,6 +54,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
             ps_args,
         } => ps(root, id, *format, ps_args).map(|_| 0),
         Command::Update(args) => update(root, args).map(|_| 0),
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => crate::events::run(&Container::load(root, id)?, *stats, *interval).map(|_| 0),
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features())?);
             Ok(0)

@@ -481,6 +481,14 @@ impl Container {
         Ok(cgroups::from_paths(&self.state.cgroup_paths)?)
     }
 
+    /// The cgroup's usage counters and limits (runc's `events --stats`).
+    pub fn stats(&self) -> Result<crate::cgroups::Stats> {
+        if self.status() == Status::Stopped {
+            return Err(Error::State("container is stopped".into()));
+        }
+        Ok(self.cgroup()?.stats()?)
+    }
+
     pub fn init_alive(&self) -> bool {
         self.state.pid > 0 && crate::proc::is_alive(self.state.pid, self.state.start_time)
     }
