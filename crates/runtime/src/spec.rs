@@ -234,9 +234,10 @@ fn check_sysctl(
 }
 
 /// The config.json `spec` writes: runc's default template, a busybox-friendly shell
-/// container, with the same namespaces (no cgroup namespace) and capability sets (ambient
-/// listed, inheritable not) as runc 1.1's, because tools and test suites build on it. With
-/// `rootless`, a user namespace mapping the caller's uid and gid to root.
+/// container, with the same namespaces and capability sets (ambient listed, inheritable not)
+/// as runc 1.1's, because tools and test suites build on it: a cgroup namespace only on a
+/// cgroup v2 host, as runc's. With `rootless`, a user namespace mapping the caller's uid and
+/// gid to root.
 pub fn default_spec(rootless: Option<(u32, u32)>) -> serde_json::Value {
     let mut spec = serde_json::json!({
         "ociVersion": crate::state::OCI_VERSION,
@@ -291,6 +292,12 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> serde_json::Value {
             ]
         }
     });
+    if matches!(crate::cgroups::detect(), Ok(crate::cgroups::CgroupVersion::V2)) {
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("listed above")
+            .push(serde_json::json!({"type": "cgroup"}));
+    }
     if let Some((uid, gid)) = rootless {
         let linux = &mut spec["linux"];
         linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
