@@ -238,39 +238,50 @@ fn cpu_quota_throttles() {
 
 #[test]
 fn devices_cgroup_denies_what_is_not_allowed() {
-    // CAP_MKNOD so only the devices cgroup can refuse: /dev/null's numbers are allowed, the
-    // host's root disk's are not (readable by root on the host, so the kernel would let us).
+    // CAP_MKNOD so only the device rules can refuse (mknod of any char device is in runc's
+    // default list, opening it is not). /dev/kmsg (c 1:11) is in every kernel, and opening it
+    // write-only needs no privilege, here as in the cgroup v2 guest (whose root may not be on
+    // a block device at all); this process can, so only the rules can stop the container.
+    fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg write-only outside the container");
     let env = Env::new("devices-cgroup");
-    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let disk = host_mounts
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some("/"))
-        .and_then(|l| l.split(' ').nth(2))
-        .unwrap()
-        .to_string();
-    let (major, minor) = disk.split_once(':').unwrap();
-    assert_ne!(
-        major, "0",
-        "the host's root is not on a block device ({disk})"
-    );
-    let script = format!(
-        "mknod /dev/mynull c 1 3 && echo x > /dev/mynull && echo null-ok; \
-         mknod /dev/disk b {major} {minor} && echo mknod-ok; head -c 1 /dev/disk >/dev/null; echo disk=$?"
-    );
-    let out = env
-        .run_container(&[], |s| {
+    let script = "mknod /dev/mynull c 1 3 && echo x > /dev/mynull && echo null-ok; \
+                  mknod /dev/mykmsg c 1 11 && echo mknod-ok; \
+                  if true > /dev/mykmsg; then echo kmsg-ok; else echo kmsg-refused; fi";
+    let run = |extra_rule: Option<serde_json::Value>| {
+        env.run_container(&[], |s| {
             set_caps(s, &["CAP_MKNOD", "CAP_KILL"]);
             s["process"]["args"] = json!(["sh", "-c", script]);
+            if let Some(r) = extra_rule {
+                let d = &mut s["linux"]["resources"]["devices"];
+                assert!(d.is_array(), "the default spec has device rules: {d}");
+                d.as_array_mut().unwrap().push(r);
+            }
         })
-        .ok();
+        .ok()
+    };
+    // Deny all, then runc's default allow list: 1:3 is in it, 1:11 is not.
+    let out = run(None);
     assert_eq!(
         out.lines(),
-        ["null-ok", "mknod-ok", "disk=1"],
+        ["null-ok", "mknod-ok", "kmsg-refused"],
         "{}",
         out.describe()
     );
     assert!(
         out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.describe()
+    );
+    // The same with a rule that allows writing to 1:11: the rules were what refused it.
+    let out = run(Some(
+        json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}),
+    ));
+    assert_eq!(
+        out.lines(),
+        ["null-ok", "mknod-ok", "kmsg-ok"],
         "{}",
         out.describe()
     );

@@ -14,7 +14,10 @@ mod cgroups_v2 {
     use std::process::{Child, Command, Stdio};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use oci_spec::runtime::{LinuxPidsBuilder, LinuxResourcesBuilder};
+    use oci_spec::runtime::{
+        LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxPidsBuilder,
+        LinuxResourcesBuilder,
+    };
     use warden_runtime::cgroups::{self, CgroupVersion, Error, FreezerState, Hierarchies, Manager};
 
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -241,5 +244,136 @@ mod cgroups_v2 {
         m.destroy().unwrap();
         assert!(!root.dir.join("c").exists());
         let _ = root.take_child(pid).wait();
+    }
+
+    fn dev(
+        allow: bool,
+        t: LinuxDeviceType,
+        ma: Option<i64>,
+        mi: Option<i64>,
+        a: &str,
+    ) -> LinuxDeviceCgroup {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(t)
+            .access(a.to_string());
+        if let Some(m) = ma {
+            b = b.major(m);
+        }
+        if let Some(m) = mi {
+            b = b.minor(m);
+        }
+        b.build().unwrap()
+    }
+
+    /// The fds of this process that are eBPF programs.
+    fn bpf_prog_fds() -> Vec<String> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-prog")
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn device_rules_are_enforced_by_an_ebpf_program() {
+        let Some(mut root) = Root::new() else { return };
+        let m = root.hierarchies().v2_manager(Some("/c"), "c").unwrap();
+        m.create().unwrap();
+        use LinuxDeviceType::{A, B, C};
+        let rules = vec![
+            dev(false, A, None, None, "rwm"),
+            dev(true, C, None, None, "m"),
+            dev(true, C, Some(1), Some(3), "rwm"), // null: everything
+            dev(true, C, Some(1), Some(5), "r"),   // zero: read only
+            dev(true, C, Some(1), Some(7), "rwm"), // full: all, then no write (the last wins)
+            dev(false, C, Some(1), Some(7), "w"),
+            dev(true, C, Some(1), Some(9), "r"), // urandom: read and write, in two rules
+            dev(true, C, Some(1), Some(9), "w"),
+            dev(true, B, Some(1), Some(3), "rwm"), // a block 1:3 is not the char 1:3
+            dev(false, C, Some(1), Some(3), "m"),  // the last rule takes mknod of 1:3 away
+        ];
+        let r = LinuxResourcesBuilder::default()
+            .devices(rules)
+            .build()
+            .unwrap();
+        m.apply(&r).unwrap();
+        assert_eq!(
+            bpf_prog_fds(),
+            Vec::<String>::new(),
+            "the program fd is closed"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let script = r#"
+            read x
+            t() { if sh -c "$2" 2>>"$D/err"; then echo "$1 ok"; else echo "$1 no"; fi; }
+            t null-rw 'exec 3<>/dev/null'
+            t zero-r 'exec 3</dev/zero'
+            t zero-w 'exec 3>/dev/zero'
+            t zero-rw 'exec 3<>/dev/zero'
+            t full-r 'exec 3</dev/full'
+            t full-w 'exec 3>/dev/full'
+            t full-rw 'exec 3<>/dev/full'
+            t urandom-rw 'exec 3<>/dev/urandom'
+            t random-r 'exec 3</dev/random'
+            t mknod-c18 'mknod "$D/c18" c 1 8'
+            t mknod-c13 'mknod "$D/c13" c 1 3'
+            t mknod-b13 'mknod "$D/b13" b 1 3'
+            t mknod-b70 'mknod "$D/b70" b 7 0'
+            t c18-r 'exec 3<"$D/c18"'
+        "#;
+        let mut c = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("D", tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = c.id() as i32;
+        let mut stdin = c.stdin.take().unwrap();
+        let out = c.stdout.take().unwrap();
+        root.children.push(c);
+        m.add_task(pid).unwrap();
+        use std::io::{Read, Write};
+        stdin.write_all(b"go\n").unwrap();
+        let mut text = String::new();
+        BufReader::new(out).read_to_string(&mut text).unwrap();
+        let st = root.take_child(pid).wait().unwrap();
+        assert!(st.success(), "{st:?}");
+        let err = std::fs::read_to_string(tmp.path().join("err")).unwrap_or_default();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "null-rw ok",
+                "zero-r ok",
+                "zero-w no",
+                "zero-rw no",
+                "full-r ok",
+                "full-w no",
+                "full-rw no",
+                "urandom-rw ok",
+                "random-r no",
+                "mknod-c18 ok",
+                "mknod-c13 no",
+                "mknod-b13 ok",
+                "mknod-b70 no",
+                "c18-r no",
+            ],
+            "stderr: {err}"
+        );
+        // Refused by the device filter (EPERM), not by file permissions.
+        assert!(err.contains("Operation not permitted"), "{err}");
+        assert!(!err.contains("Permission denied"), "{err}");
+        // This process is not in the cgroup: the program does not govern it.
+        std::fs::File::open("/dev/random").unwrap();
+
+        m.destroy().unwrap();
+        assert!(!root.dir.join("c").exists());
     }
 }

@@ -4,7 +4,10 @@
 //!   `freezer`... each its own mount, possibly co-mounted like `cpu,cpuacct`). On a hybrid host
 //!   (v1 controllers plus a cgroup2 mount such as `/sys/fs/cgroup/unified`) it also makes and
 //!   joins the container's cgroup in the cgroup2 hierarchy, as runc does, under the key `""`.
-//! - [`V2Manager`] drives the unified cgroup2 hierarchy.
+//! - [`V2Manager`] drives the unified cgroup2 hierarchy. It has no devices controller: device
+//!   rules become an eBPF program attached to the container's cgroup (`devices_bpf`), with
+//!   the v1 driver's semantics (nothing allowed unless a rule allows it; the last matching
+//!   rule decides).
 //!
 //! Which one a host gets is decided by what it mounts ([`detect`], [`Hierarchies::version`]):
 //! any v1 hierarchy with a real controller makes the host v1 (a cgroup2 mount next to it is the
@@ -28,8 +31,9 @@
 //! process (another `warden-runc` command, a restarted daemon).
 //!
 //! # Not done here
-//! - Device rules on cgroup v2 need an eBPF program attached to the cgroup; it is not written
-//!   yet, so rules given on v2 are skipped with a warning (nothing is enforced).
+//! - v2 device rules given again (an `update` with `linux.resources.devices`) add a second
+//!   program next to the first; both must allow, so an update narrows the rules but cannot
+//!   widen them (runc replaces the old program). `create` attaches one.
 //! - Kernel memory limits (`linux.resources.memory.kernel`) are ignored, as the kernel removed
 //!   them (5.16+); they are logged at debug level.
 //! - v1 device rules are applied by writing `a` to `devices.deny` and then each rule in order;
@@ -43,6 +47,7 @@
 //! the kernel: a file written for the first time is created, a new directory gets an empty
 //! `cgroup.procs`, and removing a directory removes the files in it.
 
+mod devices_bpf;
 mod files;
 mod mounts;
 mod path;

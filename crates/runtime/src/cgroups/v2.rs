@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxRdma, LinuxResources};
 
+use super::devices_bpf;
 use super::files::{self, read_u64_or_zero};
 use super::stats::{self, HugetlbStats, MemoryEntry};
 use super::v1::{check_page_size, hugetlb_sizes};
@@ -319,12 +320,6 @@ impl V2Manager {
                 });
             }
         }
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            tracing::warn!(
-                cgroup = %self.path.display(),
-                "device rules are not enforced on cgroup v2 (no eBPF device filter yet)"
-            );
-        }
         if let Some(c) = r.cpu() {
             self.plan_cpu(c, &mut out)?;
         }
@@ -421,6 +416,15 @@ impl Manager for V2Manager {
 
     fn apply(&self, r: &LinuxResources) -> Result<()> {
         let plan = self.plan(r)?;
+        // Checked (and compiled) before anything is written, like the other fields.
+        let devices = match r.devices() {
+            Some(list) => {
+                let rules = devices_bpf::rules(list)?;
+                devices_bpf::program(&rules)?;
+                Some(rules)
+            }
+            None => None,
+        };
         // Say which controller is missing rather than "no such file" later, and before
         // writing anything.
         if let Some(avail) = files::read_opt(&self.file("cgroup.controllers"))? {
@@ -437,6 +441,19 @@ impl Manager for V2Manager {
                         ),
                     });
                 }
+            }
+        }
+        // v2 has no devices controller: the rules become an eBPF program on the cgroup, first,
+        // so that no limit is in place without them. Not in a tree that stands in for the
+        // kernel (the unit tests'): there is no cgroup to attach to.
+        if let Some(rules) = devices {
+            if files::is_cgroupfs(&self.path) {
+                devices_bpf::attach(&self.path, &rules)?;
+            } else {
+                tracing::debug!(
+                    cgroup = %self.path.display(),
+                    "not a cgroup filesystem: device filter not attached"
+                );
             }
         }
         for wr in plan {
@@ -768,7 +785,8 @@ mod tests {
             read(&d.join("rdma.max")),
             "mlx5_0 hca_handle=3 hca_object=max"
         );
-        // Device rules are skipped on v2.
+        // Device rules become an eBPF program (not attached in a tree that is no cgroupfs),
+        // never v1 files.
         assert!(!d.join("devices.deny").exists());
     }
 
