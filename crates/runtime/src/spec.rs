@@ -292,7 +292,10 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> serde_json::Value {
             ]
         }
     });
-    if matches!(crate::cgroups::detect(), Ok(crate::cgroups::CgroupVersion::V2)) {
+    if matches!(
+        crate::cgroups::detect(),
+        Ok(crate::cgroups::CgroupVersion::V2)
+    ) {
         spec["linux"]["namespaces"]
             .as_array_mut()
             .expect("listed above")
