@@ -87,19 +87,36 @@ fn kill_takes_signal_names_and_numbers() {
         let b = env.bundle(&id, |s| s["process"]["args"] = json!(["sh", "-c", script]));
         let run = env.spawn(&["run", "-b", b.to_str().unwrap(), &id]);
         env.wait_status(&id, "running", SHORT);
-        // The trap must be set before the signal comes: the shell is waiting once it has a
-        // child.
+        // The traps must be set before the signal comes: the kernel says when the shell
+        // catches both (SigCgt bits 0 for HUP and 9 for USR1).
         let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
-        assert!(wait_until(SHORT, || fs::read_to_string(format!(
-            "/proc/{pid}/task/{pid}/children"
-        ))
-        .is_ok_and(|c| !c.trim().is_empty())));
+        let caught = || {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            u64::from_str_radix(status_field(&status, "SigCgt"), 16).unwrap_or(0)
+        };
+        assert!(
+            wait_until(SHORT, || caught() & 0x201 == 0x201),
+            "the shell never caught HUP and USR1: SigCgt {:x}",
+            caught()
+        );
         if sig == "USR1" {
             env.runc(&["kill", &id, "SIGFOO"]).fails_with("SIGFOO");
             assert_eq!(env.status(&id), "running");
         }
         env.runc(&["kill", &id, sig]).ok();
-        let out = run.wait(SHORT);
+        let mut run = run;
+        let (st, out) = run.finish(SHORT);
+        assert!(
+            st.is_some(),
+            "kill {sig}: run did not end; the init {pid} is {:?} (SigPnd/ShdPnd: {})",
+            proc_state(pid),
+            fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("Pnd") || l.contains("SigCgt"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         assert_eq!(out.code, want, "kill {sig}: {}", out.describe());
     }
 }

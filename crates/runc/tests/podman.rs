@@ -166,6 +166,33 @@ fn podman_runs_containers_through_warden_runc() {
         "{lo}"
     );
 
+    // Limits as podman sets them, read from the container's own cgroup on either hierarchy.
+    let out = p.container(
+        &[
+            "--rm",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            "--cpus",
+            "0.5",
+        ],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+             /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us \
+             2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max \
+             /sys/fs/cgroup/cpu.max",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want = match common::hierarchy() {
+        common::Hierarchy::V1 => format!("{}\n50\n50000\n100000", 64u64 << 20),
+        common::Hierarchy::V2 => format!("{}\n50\n50000 100000", 64u64 << 20),
+    };
+    assert_eq!(text(&out.stdout), want);
+
     let out = p.container(&["--rm"], &["sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 
