@@ -715,3 +715,44 @@ fn namespaced_sysctls_are_set_and_others_refused() {
         env.assert_clean(&id);
     }
 }
+
+#[test]
+fn signals_the_caller_ignored_are_not_ignored_in_the_container() {
+    // Run as `nohup` would (SIGHUP ignored) and with SIGUSR2 and SIGINT ignored too: the
+    // container's process starts with nothing ignored, as in a fresh shell, so its traps work.
+    let env = Env::new("sig-ignored");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        args(
+            s,
+            &[
+                "sh",
+                "-c",
+                "grep SigIgn /proc/self/status; trap 'echo got-hup' HUP; kill -HUP $$",
+            ],
+        )
+    });
+    let out = env
+        .spawn_with(&["run", "-b", b.to_str().unwrap(), &id], |c| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only signal(2) between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    for s in [libc::SIGHUP, libc::SIGUSR2, libc::SIGINT] {
+                        libc::signal(s, libc::SIG_IGN);
+                    }
+                    Ok(())
+                });
+            }
+        })
+        .wait(CMD_TIMEOUT)
+        .ok();
+    let lines = out.lines();
+    assert_eq!(
+        lines,
+        ["SigIgn:\t0000000000000000", "got-hup"],
+        "{}",
+        out.describe()
+    );
+    env.assert_clean(&id);
+}

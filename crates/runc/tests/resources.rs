@@ -287,3 +287,76 @@ fn devices_cgroup_denies_what_is_not_allowed() {
         out.describe()
     );
 }
+
+/// Removes `/warden-test/<name>` in every hierarchy when dropped (the nested test's parent).
+struct ParentCgroup(String);
+
+impl Drop for ParentCgroup {
+    fn drop(&mut self) {
+        for root in cgroup_roots() {
+            let _ = fs::remove_dir(root.join(CGROUP_PARENT).join(&self.0));
+        }
+    }
+}
+
+#[test]
+fn a_cgroup_under_a_parent_someone_else_made_goes_and_the_parent_stays() {
+    // Delegation as systemd and kubelet do it: the parent exists (here without any
+    // controller enabled below it on v2), the container's cgroup is made under it, limits
+    // work there, and delete removes the container's cgroup only.
+    let env = Env::new("cgroup-nested");
+    let id = env.new_id();
+    let parent = ParentCgroup(format!("{id}-parent"));
+    let made: Vec<std::path::PathBuf> = match hierarchy() {
+        Hierarchy::V1 => ["memory", "pids"]
+            .iter()
+            .map(|c| cgroup_dir(c, &parent.0))
+            .collect(),
+        Hierarchy::V2 => vec![cgroup_v2_dir(&parent.0)],
+    };
+    for d in &made {
+        fs::create_dir_all(d).unwrap();
+    }
+    let b = env.bundle(&id, |s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        s["linux"]["cgroupsPath"] = json!(format!("/{CGROUP_PARENT}/{}/{id}", parent.0));
+        s["linux"]["resources"]["memory"] = json!({"limit": 48 << 20});
+        s["linux"]["resources"]["pids"] = json!({"limit": 20});
+    });
+    env.create(&id, &b).ok();
+    let nested = format!("{}/{id}", parent.0);
+    match hierarchy() {
+        Hierarchy::V1 => {
+            assert_eq!(
+                cgroup_file("memory", &nested, "memory.limit_in_bytes"),
+                (48u64 << 20).to_string()
+            );
+            assert_eq!(cgroup_file("pids", &nested, "pids.max"), "20");
+        }
+        Hierarchy::V2 => {
+            assert_eq!(
+                cgroup_v2_file(&nested, "memory.max"),
+                (48u64 << 20).to_string()
+            );
+            assert_eq!(cgroup_v2_file(&nested, "pids.max"), "20");
+            // Only the parents had controllers enabled for their children: the container's
+            // own cgroup has none enabled below it.
+            assert_eq!(cgroup_v2_file(&nested, "cgroup.subtree_control"), "");
+        }
+    }
+    env.runc(&["start", &id]).ok();
+    env.runc(&["delete", "--force", &id]).ok();
+    for d in &made {
+        assert!(d.is_dir(), "delete removed the parent {}", d.display());
+        assert!(
+            !d.join(&id).exists(),
+            "delete left {}",
+            d.join(&id).display()
+        );
+    }
+    for root in cgroup_roots() {
+        let d = root.join(CGROUP_PARENT).join(&nested);
+        assert!(!d.exists(), "delete left {}", d.display());
+    }
+    env.assert_clean(&id);
+}

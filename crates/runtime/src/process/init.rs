@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{self, SigSet, SigmaskHow};
 use nix::unistd;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
@@ -198,15 +198,78 @@ pub fn load_seccomp_last(process: &Process, seccomp: Option<&Filter>) -> Result<
     }
 }
 
-/// Gives the process the signal state it expects (Rust's runtime ignores SIGPIPE, and
-/// ignored signals survive exec; nothing blocked) and marks every fd from `first_closed`
+/// Gives the process the signal state it expects (no signal ignored, whatever the caller
+/// ignored; nothing blocked) and marks every fd from `first_closed`
 /// up close-on-exec.
 pub fn prepare_exec(first_closed: i32) -> Result<()> {
     close_fds_on_exec(first_closed)?;
-    // SAFETY: setting SIG_DFL installs no handler code.
-    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.sys("signal(SIGPIPE)")?;
+    reset_ignored_signals()?;
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .sys("sigprocmask")?;
+    Ok(())
+}
+
+/// Every signal ignored here goes back to its default: an ignored signal survives exec, and
+/// the container's process must not inherit what the runtime's caller ignored (`nohup`
+/// ignores SIGHUP, a CI runner may ignore more; Rust's runtime ignores SIGPIPE). A shell
+/// started with a signal ignored cannot even trap it. Caught signals are reset by exec.
+fn reset_ignored_signals() -> Result<()> {
+    // The kernel's own struct (glibc's sigaction refuses the two real-time signals it keeps
+    // for itself, which a caller may have ignored all the same).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::uintptr_t,
+        flags: libc::c_ulong,
+        restorer: libc::uintptr_t,
+        mask: u64,
+    }
+    let size = std::mem::size_of::<u64>();
+    for n in 1..=64 {
+        if n == libc::SIGKILL || n == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: rt_sigaction reading into a struct of the kernel's layout, no new action.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                n,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old,
+                size,
+            )
+        };
+        if r != 0 || old.handler != libc::SIG_IGN {
+            continue;
+        }
+        let dfl = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: SIG_DFL installs no handler code.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                n,
+                &dfl,
+                std::ptr::null_mut::<KernelSigaction>(),
+                size,
+            )
+        };
+        if r != 0 {
+            return Err(Error::sys(
+                format!("reset signal {n} to its default"),
+                nix::errno::Errno::last(),
+            ));
+        }
+    }
     Ok(())
 }
 
