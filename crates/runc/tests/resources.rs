@@ -360,3 +360,38 @@ fn a_cgroup_under_a_parent_someone_else_made_goes_and_the_parent_stays() {
     }
     env.assert_clean(&id);
 }
+
+#[test]
+fn hugepage_limits_are_written_or_refused_where_the_host_has_no_hugetlb() {
+    let env = Env::new("hugetlb");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        s["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 << 20}]);
+    });
+    let has_hugetlb = match hierarchy() {
+        Hierarchy::V1 => std::path::Path::new("/sys/fs/cgroup/hugetlb").is_dir(),
+        Hierarchy::V2 => fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == "hugetlb"),
+    };
+    if !has_hugetlb {
+        // This development host binds no hugetlb hierarchy: a clear error, nothing left.
+        let err = env.create(&id, &b).fails_with("hugetlb");
+        assert!(err.contains("linux.resources.hugepageLimits"), "{err}");
+        env.assert_clean(&id);
+        return;
+    }
+    env.create(&id, &b).ok();
+    let limit = match hierarchy() {
+        Hierarchy::V1 => cgroup_file("hugetlb", &id, "hugetlb.2MB.limit_in_bytes"),
+        Hierarchy::V2 => cgroup_v2_file(&id, "hugetlb.2MB.max"),
+    };
+    assert_eq!(limit, (4u64 << 20).to_string());
+    let out = env.runc(&["events", "--stats", &id]).ok();
+    let ev: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(ev["data"]["hugetlb"]["2MB"].is_object(), "{}", out.stdout);
+    env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+}
