@@ -376,4 +376,62 @@ mod cgroups_v2 {
         m.destroy().unwrap();
         assert!(!root.dir.join("c").exists());
     }
+
+    /// What a shell in the cgroup of `m` may open: `null-rw`, `zero-r`, each `ok` or `no`.
+    fn opens(root: &mut Root, m: &dyn Manager) -> Vec<String> {
+        let script = r#"
+            read x
+            t() { if sh -c "$2" 2>>"$D/err"; then echo "$1 ok"; else echo "$1 no"; fi; }
+            t null-rw 'exec 3<>/dev/null'
+            t zero-r 'exec 3</dev/zero'
+        "#;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("D", tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = c.id() as i32;
+        let mut stdin = c.stdin.take().unwrap();
+        let out = c.stdout.take().unwrap();
+        root.children.push(c);
+        m.add_task(pid).unwrap();
+        use std::io::{Read, Write};
+        stdin.write_all(b"go\n").unwrap();
+        let mut text = String::new();
+        BufReader::new(out).read_to_string(&mut text).unwrap();
+        assert!(root.take_child(pid).wait().unwrap().success());
+        text.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn an_update_replaces_the_device_rules_and_can_widen_them() {
+        let Some(mut root) = Root::new() else { return };
+        let m = root.hierarchies().v2_manager(Some("/u"), "u").unwrap();
+        m.create().unwrap();
+        use LinuxDeviceType::{A, C};
+        let apply = |rules| {
+            let r = LinuxResourcesBuilder::default()
+                .devices(rules)
+                .build()
+                .unwrap();
+            m.apply(&r).unwrap();
+        };
+        apply(vec![
+            dev(false, A, None, None, "rwm"),
+            dev(true, C, Some(1), Some(3), "rw"),
+        ]);
+        assert_eq!(opens(&mut root, &m), ["null-rw ok", "zero-r no"]);
+        // The second set replaces the first: /dev/zero is allowed now, /dev/null no longer.
+        apply(vec![
+            dev(false, A, None, None, "rwm"),
+            dev(true, C, Some(1), Some(5), "r"),
+        ]);
+        assert_eq!(opens(&mut root, &m), ["null-rw no", "zero-r ok"]);
+        assert_eq!(bpf_prog_fds(), Vec::<String>::new(), "no program fd kept");
+        m.destroy().unwrap();
+    }
 }

@@ -40,8 +40,10 @@
 //! # Lifetime
 //! The program fd is closed once the program is attached: the attachment holds the program,
 //! and removing the cgroup (`destroy`) detaches and frees it. A second [`attach`] to the same
-//! cgroup (an `update` with device rules) adds a program next to the first: both must allow,
-//! so an update can narrow the rules but not widen them.
+//! cgroup (an `update` with device rules) replaces ours: the new program is attached, then
+//! the earlier ones named `warden_dev` on that cgroup are detached (as runc replaces its
+//! own), so an update can widen the rules as well as narrow them; programs others attached
+//! stay.
 //!
 //! Kernels before 5.11 charge the program to `RLIMIT_MEMLOCK`, and a low limit there makes the
 //! load fail with EPERM; runc raises the limit first. Not done here: the container's init
@@ -62,6 +64,12 @@ const FIELD: &str = "linux.resources.devices";
 // From include/uapi/linux/bpf.h.
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_PROG_QUERY: libc::c_long = 16;
+/// The name our programs carry, by which a later `attach` finds the one it replaces.
+const PROG_NAME: &[u8] = b"warden_dev";
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 const BPF_F_ALLOW_MULTI: u32 = 2;
@@ -304,6 +312,44 @@ struct ProgAttachAttr {
     attach_flags: u32,
 }
 
+/// `union bpf_attr` for BPF_PROG_QUERY (Linux 4.15).
+#[repr(C)]
+#[derive(Default)]
+struct ProgQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+/// `union bpf_attr` for BPF_PROG_GET_FD_BY_ID.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
+#[repr(C)]
+#[derive(Default)]
+struct InfoByFdAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// The head of `struct bpf_prog_info`, up to `name` (at byte 64).
+#[repr(C)]
+struct ProgInfoHead {
+    before_name: [u8; 64],
+    name: [u8; 16],
+}
+
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: attr is a live, fully initialised bpf_attr prefix of the given size; the kernel
     // reads at most that many bytes (and zero-fills nothing of ours).
@@ -330,7 +376,7 @@ const LICENSE: &std::ffi::CStr = c"Apache";
 /// Loads the program; on a refusal, loads it again with the verifier's log to tell why.
 pub(crate) fn load(prog: &[Insn]) -> io::Result<OwnedFd> {
     let mut name = [0u8; 16];
-    name[..10].copy_from_slice(b"warden_dev");
+    name[..PROG_NAME.len()].copy_from_slice(PROG_NAME);
     let attr = |log: &mut [u8]| ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: prog.len() as u32,
@@ -402,8 +448,62 @@ pub(crate) fn attach(dir: &Path, rules: &[Rule]) -> Result<()> {
         attach_type: BPF_CGROUP_DEVICE,
         attach_flags: BPF_F_ALLOW_MULTI,
     };
+    let earlier = ours_attached(&dfd).map_err(|e| fail("BPF_PROG_QUERY", e))?;
     bpf(BPF_PROG_ATTACH, &mut a).map_err(|e| fail("BPF_PROG_ATTACH", e))?;
+    // The new rules replace ours from an earlier apply (an `update`): both attached, a
+    // device would need both to allow it, and an update could never widen the rules. Only
+    // once the new program is in, so the cgroup is never without one.
+    for old in earlier {
+        let mut d = ProgAttachAttr {
+            target_fd: dfd.as_raw_fd() as u32,
+            attach_bpf_fd: old.as_raw_fd() as u32,
+            attach_type: BPF_CGROUP_DEVICE,
+            attach_flags: 0,
+        };
+        bpf(BPF_PROG_DETACH, &mut d).map_err(|e| fail("BPF_PROG_DETACH", e))?;
+    }
     Ok(())
+}
+
+/// Fds of the device programs attached to the cgroup `dfd` itself that are ours (by name);
+/// programs someone else attached are left alone.
+fn ours_attached(dfd: &OwnedFd) -> io::Result<Vec<OwnedFd>> {
+    let mut ids = [0u32; 64];
+    let mut q = ProgQueryAttr {
+        target_fd: dfd.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_QUERY, &mut q)?;
+    let mut out = Vec::new();
+    for &id in &ids[..(q.prog_cnt as usize).min(ids.len())] {
+        let mut g = GetFdByIdAttr {
+            prog_id: id,
+            ..Default::default()
+        };
+        let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut g) else {
+            continue; // gone meanwhile
+        };
+        // SAFETY: a successful BPF_PROG_GET_FD_BY_ID returns a new fd that we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let mut info = ProgInfoHead {
+            before_name: [0; 64],
+            name: [0; 16],
+        };
+        let mut i = InfoByFdAttr {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: std::mem::size_of::<ProgInfoHead>() as u32,
+            info: &mut info as *mut ProgInfoHead as u64,
+        };
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut i)?;
+        let name = info.name.split(|b| *b == 0).next().unwrap_or_default();
+        if name == PROG_NAME {
+            out.push(fd);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
