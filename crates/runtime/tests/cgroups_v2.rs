@@ -308,10 +308,7 @@ mod cgroups_v2 {
             "the program fd is closed"
         );
 
-        let tmp = tempfile::tempdir().unwrap();
-        let script = r#"
-            read x
-            t() { if sh -c "$2" 2>>"$D/err"; then echo "$1 ok"; else echo "$1 no"; fi; }
+        let checks = r#"
             t null-rw 'exec 3<>/dev/null'
             t zero-r 'exec 3</dev/zero'
             t zero-w 'exec 3>/dev/zero'
@@ -327,28 +324,9 @@ mod cgroups_v2 {
             t mknod-b70 'mknod "$D/b70" b 7 0'
             t c18-r 'exec 3<"$D/c18"'
         "#;
-        let mut c = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .env("D", tmp.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = c.id() as i32;
-        let mut stdin = c.stdin.take().unwrap();
-        let out = c.stdout.take().unwrap();
-        root.children.push(c);
-        m.add_task(pid).unwrap();
-        use std::io::{Read, Write};
-        stdin.write_all(b"go\n").unwrap();
-        let mut text = String::new();
-        BufReader::new(out).read_to_string(&mut text).unwrap();
-        let st = root.take_child(pid).wait().unwrap();
-        assert!(st.success(), "{st:?}");
-        let err = std::fs::read_to_string(tmp.path().join("err")).unwrap_or_default();
+        let (lines, err) = in_cgroup(&mut root, &m, checks);
         assert_eq!(
-            text.lines().collect::<Vec<_>>(),
+            lines,
             [
                 "null-rw ok",
                 "zero-r ok",
@@ -377,15 +355,14 @@ mod cgroups_v2 {
         assert!(!root.dir.join("c").exists());
     }
 
-    /// What a shell in the cgroup of `m` may open: `null-rw`, `zero-r`, each `ok` or `no`.
-    fn opens(root: &mut Root, m: &dyn Manager) -> Vec<String> {
-        let script = r#"
-            read x
-            t() { if sh -c "$2" 2>>"$D/err"; then echo "$1 ok"; else echo "$1 no"; fi; }
-            t null-rw 'exec 3<>/dev/null'
-            t zero-r 'exec 3</dev/zero'
-        "#;
+    /// Runs the device checks `checks` (`t NAME 'COMMAND'` lines, `$D` a scratch dir) in a
+    /// shell moved into the cgroup of `m` before it starts them: each prints `NAME ok` or
+    /// `NAME no`. Returns those lines and what the commands wrote to stderr.
+    fn in_cgroup(root: &mut Root, m: &dyn Manager, checks: &str) -> (Vec<String>, String) {
         let tmp = tempfile::tempdir().unwrap();
+        let script = format!(
+            "read x\nt() {{ if sh -c \"$2\" 2>>\"$D/err\"; then echo \"$1 ok\"; else echo \"$1 no\"; fi; }}\n{checks}"
+        );
         let mut c = Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
@@ -403,8 +380,15 @@ mod cgroups_v2 {
         stdin.write_all(b"go\n").unwrap();
         let mut text = String::new();
         BufReader::new(out).read_to_string(&mut text).unwrap();
-        assert!(root.take_child(pid).wait().unwrap().success());
-        text.lines().map(String::from).collect()
+        let st = root.take_child(pid).wait().unwrap();
+        assert!(st.success(), "{st:?}");
+        let err = std::fs::read_to_string(tmp.path().join("err")).unwrap_or_default();
+        (text.lines().map(String::from).collect(), err)
+    }
+
+    fn opens(root: &mut Root, m: &dyn Manager) -> Vec<String> {
+        let checks = "t null-rw 'exec 3<>/dev/null'\nt zero-r 'exec 3</dev/zero'\n";
+        in_cgroup(root, m, checks).0
     }
 
     #[test]
