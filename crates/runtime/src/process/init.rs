@@ -203,17 +203,17 @@ pub fn load_seccomp_last(process: &Process, seccomp: Option<&Filter>) -> Result<
 /// up close-on-exec.
 pub fn prepare_exec(first_closed: i32) -> Result<()> {
     close_fds_on_exec(first_closed)?;
-    reset_ignored_signals()?;
+    reset_signals()?;
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .sys("sigprocmask")?;
     Ok(())
 }
 
-/// Every signal ignored here goes back to its default: an ignored signal survives exec, and
+/// Every signal goes back to its default: an ignored signal survives exec, and
 /// the container's process must not inherit what the runtime's caller ignored (`nohup`
 /// ignores SIGHUP, a CI runner may ignore more; Rust's runtime ignores SIGPIPE). A shell
 /// started with a signal ignored cannot even trap it. Caught signals are reset by exec.
-fn reset_ignored_signals() -> Result<()> {
+fn reset_signals() -> Result<()> {
     // The kernel's own struct (glibc's sigaction refuses the two real-time signals it keeps
     // for itself, which a caller may have ignored all the same).
     #[repr(C)]
@@ -223,44 +223,24 @@ fn reset_ignored_signals() -> Result<()> {
         restorer: libc::uintptr_t,
         mask: u64,
     }
-    let size = std::mem::size_of::<u64>();
-    for n in 1..=64 {
-        if n == libc::SIGKILL || n == libc::SIGSTOP {
-            continue;
-        }
-        let mut old = KernelSigaction {
-            handler: 0,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        // SAFETY: rt_sigaction reading into a struct of the kernel's layout, no new action.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                n,
-                std::ptr::null::<KernelSigaction>(),
-                &mut old,
-                size,
-            )
-        };
-        if r != 0 || old.handler != libc::SIG_IGN {
-            continue;
-        }
-        let dfl = KernelSigaction {
-            handler: libc::SIG_DFL,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        // SAFETY: SIG_DFL installs no handler code.
+    // SIG_DFL for every signal: what was ignored is no more, and a caught signal would be
+    // reset by the exec anyway.
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for n in (1..=64).filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP) {
+        // SAFETY: rt_sigaction with a struct of the kernel's layout; SIG_DFL installs no
+        // handler code, and the old action is not asked for.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 n,
                 &dfl,
                 std::ptr::null_mut::<KernelSigaction>(),
-                size,
+                std::mem::size_of::<u64>(),
             )
         };
         if r != 0 {
