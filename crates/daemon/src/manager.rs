@@ -628,6 +628,11 @@ impl Manager {
             shell: rootfs::job_shell(&c.dir).into(),
             discard_output: req.discard_output.unwrap_or(false),
             output_limit: self.config.server.job_output_limit,
+            log: req.log_tag.map(|tag| jobs::syslog::LogTarget {
+                socket: (self.config.server.syslog_socket.clone())
+                    .unwrap_or_else(|| jobs::syslog::DEFAULT_SOCKET.into()),
+                tag,
+            }),
         };
         let started = jobs::spawn(&self.exe, &dir, &spec).await;
         let mut inner = c.inner.lock().await;

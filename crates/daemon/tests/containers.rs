@@ -607,6 +607,74 @@ fn output_over_the_limit_is_cut_and_recorded() {
 }
 
 #[test]
+fn log_tag_sends_each_line_to_the_syslog_socket() {
+    // A syslog of our own: a datagram socket, as rsyslog's and journald's /dev/log are.
+    let logdir = tempfile::tempdir().unwrap();
+    let sock = logdir.path().join("log");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    syslog
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let w = Wardend::start(&format!("syslog_socket: {}", sock.display()), "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let r = c
+        .run(warden_protocol::RunRequest {
+            handle: h.clone(),
+            script: "echo out one; echo err one >&2; echo out two; printf 'no newline'".into(),
+            log_tag: Some("mytag".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.exit_status, Some(0));
+    // The job's own output is kept as without a tag.
+    assert_eq!(
+        r.stdout.as_deref(),
+        Some(&b"out one\nout two\nno newline"[..])
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while got.len() < 4 {
+        let n = syslog.recv(&mut buf).expect("a syslog message within 20 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // `<PRI>Mmm dd hh:mm:ss warden.TAG: line`, as logger writes to a local socket.
+    let body = |m: &String| {
+        let (pri, rest) = m.split_at(m.find('>').unwrap() + 1);
+        assert_eq!(rest.as_bytes()[15], b' ', "timestamp of {m:?}");
+        format!("{pri}{}", &rest[16..])
+    };
+    let mut stdout: Vec<String> = got
+        .iter()
+        .map(body)
+        .filter(|m| m.starts_with("<14>"))
+        .collect();
+    let stderr: Vec<String> = got
+        .iter()
+        .map(body)
+        .filter(|m| m.starts_with("<11>"))
+        .collect();
+    stdout.sort();
+    assert_eq!(
+        stdout,
+        [
+            "<14>warden.mytag: no newline",
+            "<14>warden.mytag: out one",
+            "<14>warden.mytag: out two"
+        ],
+        "{got:?}"
+    );
+    assert_eq!(stderr, ["<11>warden.mytag: err one"], "{got:?}");
+    // A job without a tag sends nothing.
+    let (code, _, _) = run(&mut c, &h, "echo untagged");
+    assert_eq!(code, 0);
+    syslog.set_nonblocking(true).unwrap();
+    assert!(syslog.recv(&mut buf).is_err(), "an untagged job logged");
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+#[test]
 fn memory_and_cpu_limits_and_out_of_memory() {
     use warden_protocol::{LimitCpuRequest, LimitMemoryRequest};
     let w = Wardend::start("", "");

@@ -174,6 +174,7 @@ impl Ctr {
             shell: jobs::shell_for(&rootfs()).to_string(),
             discard_output: false,
             output_limit: jobs::DEFAULT_OUTPUT_LIMIT,
+            log: None,
         }
     }
 

@@ -356,3 +356,56 @@ fn net_in_and_net_out_survive_a_kill_9() {
     }
     w.assert_clean();
 }
+
+#[test]
+fn a_tagged_job_goes_on_logging_to_syslog_while_no_daemon_runs() {
+    let logdir = tempfile::tempdir().unwrap();
+    let sock = logdir.path().join("log");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 4096];
+        let n = syslog.recv(&mut buf).expect("a syslog message within 20 s");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        m.split_once(" warden.")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or(m)
+    };
+    let mut w = Wardend::start(&format!("syslog_socket: {}", sock.display()), "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    // The job waits for a file the test makes once the daemon is gone.
+    let job = c
+        .spawn(SpawnRequest {
+            handle: h.clone(),
+            script: "echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after; exit 3"
+                .into(),
+            log_tag: Some("kept".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    assert_eq!(recv(), "kept: before");
+    let cid = container_id(&mut c, &h);
+    drop(c);
+    w.kill9();
+    // The container's root is the overlay mounted at <dir>/rootfs on the host.
+    let go = w.depot.join(&cid).join("rootfs").join("tmp").join("go");
+    std::fs::write(&go, "").unwrap_or_else(|e| panic!("{}: {e}", go.display()));
+    assert_eq!(recv(), "kept: after", "logged with no daemon running");
+
+    w.spawn();
+    let mut c = w.client();
+    let l = c
+        .link(LinkRequest {
+            handle: h.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.exit_status, Some(3));
+    assert_eq!(l.stdout.as_deref(), Some(&b"before\nafter\n"[..]));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}

@@ -19,6 +19,7 @@ use oci_spec::runtime::{
 };
 use warden_runtime::{Container, ExecOptions};
 
+use super::syslog::{Stream, Syslog};
 use super::{
     write_status, JobSpec, JobStatus, ProcId, Rlimit, CHUNK, JOB_PID_FILE, KEEPER_PID_FILE,
     OUTPUT_LIMIT_ERROR, SPEC_FILE, STDERR_FILE, STDOUT_FILE,
@@ -131,6 +132,7 @@ struct Started {
     stderr: OwnedFd,
     out_file: Option<File>,
     err_file: Option<File>,
+    syslog: Option<Syslog>,
 }
 
 fn start(dir: &Path) -> Result<Started, String> {
@@ -206,9 +208,11 @@ fn start(dir: &Path) -> Result<Started, String> {
     for fd in [&in_w, &out_r, &err_r] {
         set_nonblocking(fd).map_err(|e| format!("fcntl O_NONBLOCK: {e}"))?;
     }
+    let syslog = spec.log.clone().map(Syslog::new);
     Ok(Started {
         pid,
         spec,
+        syslog,
         stdin: Some(in_w),
         stdout: out_r,
         stderr: err_r,
@@ -337,9 +341,17 @@ impl Started {
                     continue;
                 }
                 let fd = if w == 0 { &self.stdout } else { &self.stderr };
+                let stream = if w == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
                 let n = match unistd::read(fd, &mut buf) {
                     Ok(0) => {
                         open[w] = false;
+                        if let Some(log) = &mut self.syslog {
+                            log.finish(stream);
+                        }
                         continue;
                     }
                     Ok(n) => n,
@@ -349,6 +361,11 @@ impl Started {
                         break 'copy;
                     }
                 };
+                // Syslog gets all of it, also with discard_output and up to a kill for the
+                // limit.
+                if let Some(log) = &mut self.syslog {
+                    log.write(stream, &buf[..n]);
+                }
                 let file = if w == 0 {
                     self.out_file.as_mut()
                 } else {

@@ -67,6 +67,7 @@
 
 pub mod client;
 pub mod keeper;
+pub mod syslog;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,10 @@ pub struct JobSpec {
     pub discard_output: bool,
     /// `job_output_limit` in bytes (stdout + stderr); see [`DEFAULT_OUTPUT_LIMIT`].
     pub output_limit: u64,
+    /// `log_tag`: every line of output also goes to syslog (absent in the job.json of a job
+    /// started before log_tag was kept: no syslog).
+    #[serde(default)]
+    pub log: Option<syslog::LogTarget>,
 }
 
 /// One resource limit, typed. `u64::MAX` is unlimited (RLIM_INFINITY).
