@@ -13,6 +13,7 @@ packages=(
     nftables         # wardend's packet filter (its own table)
     python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors
     hyperfine jq procps
+    gcc libc6-dev   # the static ICMP echo client that crates/daemon/tests/containers.rs builds
     time         # /usr/bin/time: peak RSS in bench/lifecycle.sh
     qemu-system-x86 kmod python3-venv   # the cgroup v2 lane (scripts/vm-test.sh): qemu, depmod, virtme-ng's venv
 )

@@ -99,6 +99,75 @@ fn container_reaches_the_host_over_its_veth_with_allow_host_access() {
 }
 
 #[test]
+fn an_unprivileged_job_pings_with_no_capability() {
+    // ICMP echo through an ICMP datagram socket (what iputils' ping falls back to without
+    // CAP_NET_RAW), which ping_group_range in the container's netns allows; busybox's ping
+    // only knows raw sockets, so the test builds its own static client. The job has no
+    // capability at all, and the host's own range ("1 0" by default) is not changed.
+    let w = Wardend::start_net("allow_host_access: true");
+    let bin = w.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/icmp_echo.c");
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O", "-o"])
+        .arg(bin.join("icmp_echo"))
+        .arg(src)
+        .output()
+        .expect("run gcc (scripts/deps.sh installs gcc and libc6-dev)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let mut c = w.client();
+    let h = c
+        .create(CreateRequest {
+            bind_mounts: vec![BindMount {
+                src_path: bin.display().to_string(),
+                dst_path: "/mnt/bin".into(),
+                mode: Mode::Ro as i32,
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+        .handle;
+    let i = info(&mut c, &h);
+    let (host_ip, own_ip) = (i.host_ip.unwrap(), i.container_ip.unwrap());
+    let (code, out, err) = run(
+        &mut c,
+        &h,
+        &format!(
+            "grep CapEff /proc/self/status; id -u; /mnt/bin/icmp_echo {host_ip} && \
+             /mnt/bin/icmp_echo {own_ip}"
+        ),
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "{out}"
+    );
+    assert_ne!(lines[1], "0", "the job is not root: {out}");
+    assert_eq!(
+        lines[2..],
+        [
+            format!("reply from {host_ip}"),
+            format!("reply from {own_ip}")
+        ],
+        "{out} {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap(),
+        host_range
+    );
+    c.destroy(warden_protocol::DestroyRequest { handle: h })
+        .unwrap();
+    w.assert_clean();
+}
+
+#[test]
 fn handles_bind_mounts_and_rootfs() {
     let w = Wardend::start("", "");
     let mut c = w.client();

@@ -443,7 +443,9 @@ impl LoopDevice {
         s["linux"]["resources"]["devices"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"allow": true, "type": "b", "major": major, "minor": minor, "access": "rw"}));
+            .push(
+                json!({"allow": true, "type": "b", "major": major, "minor": minor, "access": "rw"}),
+            );
     }
 }
 
@@ -466,7 +468,12 @@ fn block_io_throttle_slows_direct_writes_to_a_real_device() {
     let b = env.bundle(&id, |s| {
         disk.add_to(s);
         s["process"]["args"] = json!([
-            "dd", "if=/dev/zero", "of=/dev/disk", "bs=64k", "count=64", "oflag=direct"
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/disk",
+            "bs=64k",
+            "count=64",
+            "oflag=direct"
         ]);
         s["linux"]["resources"]["blockIO"] = json!({
             "weight": 300,
@@ -545,12 +552,25 @@ fn memory_high_reclaims_without_killing_on_v2_and_is_refused_on_v1() {
     }
     let out = env.runc(&["run", "--keep", "-b", b.to_str().unwrap(), &id]);
     assert_eq!(out.code, 0, "{}", out.describe());
-    assert_eq!(cgroup_v2_file(&id, "memory.high"), (16u64 << 20).to_string());
+    assert_eq!(
+        cgroup_v2_file(&id, "memory.high"),
+        (16u64 << 20).to_string()
+    );
     let events = cgroup_v2_file(&id, "memory.events");
-    assert!(keyed(&events, "high").unwrap_or(0) >= 1, "memory.events:\n{events}");
-    assert_eq!(keyed(&events, "oom_kill"), Some(0), "memory.events:\n{events}");
+    assert!(
+        keyed(&events, "high").unwrap_or(0) >= 1,
+        "memory.events:\n{events}"
+    );
+    assert_eq!(
+        keyed(&events, "oom_kill"),
+        Some(0),
+        "memory.events:\n{events}"
+    );
     let current: u64 = cgroup_v2_file(&id, "memory.current").parse().unwrap();
-    assert!(current < 48 << 20, "memory.current {current} under memory.high 16 MiB");
+    assert!(
+        current < 48 << 20,
+        "memory.current {current} under memory.high 16 MiB"
+    );
     env.runc(&["delete", &id]).ok();
     env.assert_clean(&id);
 }

@@ -32,6 +32,13 @@ pub struct NewNetns {
 
 use super::{step as ctx, NetError};
 
+/// Who may open ICMP echo sockets (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`) in a new
+/// namespace: every group, so that an unprivileged job can `ping` without a capability or a
+/// setuid binary (the original's vcap could; Docker sets the same since 20.10). The kernel's
+/// default, "1 0", lets no one.
+const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
+const PING_GROUPS: &str = "0 2147483647";
+
 fn errno(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
@@ -87,6 +94,9 @@ fn create_on_this_thread(path: &Path) -> Result<NewNetns, NetError> {
     .map_err(ctx(format!("bind-mount the netns on {}", path.display())))
     .inspect_err(undo_file)?;
     let rest = || -> Result<NewNetns, NetError> {
+        // /proc/sys/net is the opening thread's namespace: this one's now.
+        std::fs::write(PING_GROUP_RANGE, PING_GROUPS)
+            .map_err(ctx(format!("write {PING_GROUP_RANGE} in the netns")))?;
         let ns = File::open("/proc/thread-self/ns/net")
             .map_err(ctx("open /proc/thread-self/ns/net"))?
             .into();
