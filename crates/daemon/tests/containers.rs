@@ -971,6 +971,50 @@ fn concurrent_destroys_tear_down_once_and_spare_a_new_container_of_the_same_name
 }
 
 #[test]
+fn a_stream_over_the_limit_delivers_the_whole_limit_before_the_kill() {
+    // SPEC 3.5: between limit - 200 and limit + 64 KiB of the stream arrive, then 255.
+    const LIMIT: usize = 100 * 1024;
+    let w = Wardend::start(&format!("job_output_limit: {LIMIT}"), "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    for script in [
+        "yes hello | head -c 300000",
+        // Slow writes: the kill comes while the stream is following the files.
+        "i=0; while [ $i -lt 6000 ]; do echo line-of-some-length-$i; i=$((i+1)); done",
+    ] {
+        let job = c
+            .spawn(SpawnRequest {
+                handle: h.clone(),
+                script: script.into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .job_id;
+        let (mut got, mut exit) = (0usize, None);
+        for r in c
+            .stream(StreamRequest {
+                handle: h.clone(),
+                job_id: job,
+            })
+            .unwrap()
+        {
+            let r = r.unwrap();
+            got += r.data.as_ref().map_or(0, |d| d.len());
+            if r.exit_status.is_some() {
+                exit = r.exit_status;
+            }
+        }
+        assert_eq!(exit, Some(255), "{script}");
+        assert!(
+            (LIMIT - 200..=LIMIT + 64 * 1024).contains(&got),
+            "{got} bytes of a {LIMIT} limit streamed: {script}"
+        );
+    }
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+#[test]
 fn an_abandoned_stream_leaves_the_job_to_be_linked() {
     let w = Wardend::start("", "");
     let mut c = w.client();
