@@ -1,0 +1,42 @@
+//! The info request: a container's state, events, addresses, jobs and cgroup stats (or its
+//! obituary once a destroy has begun).
+
+use warden_protocol::InfoResponse;
+
+use super::{blocking, Container, Manager};
+use crate::container::{stats, Error, State};
+use crate::jobs;
+
+impl Manager {
+    pub(super) async fn info(&self, c: &Container) -> Result<InfoResponse, Error> {
+        let inner = c.inner.lock().await;
+        if inner.state == State::Destroyed {
+            if let Some(o) = &inner.obituary {
+                return Ok(o.clone());
+            }
+        }
+        let mut job_ids = Vec::new();
+        for (id, dir) in &inner.jobs {
+            if !jobs::is_finished(dir) {
+                job_ids.push(u64::from(*id));
+            }
+        }
+        let mut info = InfoResponse {
+            state: Some(inner.state.as_str().into()),
+            events: inner.events.clone(),
+            host_ip: Some(c.network.host_ip().to_string()),
+            container_ip: Some(c.network.container_ip().to_string()),
+            container_path: Some(c.dir.display().to_string()),
+            job_ids,
+            ..Default::default()
+        };
+        drop(inner);
+        let root = c.runtime_root();
+        let id = c.id.clone();
+        let (mem, cpu) =
+            blocking(move || Ok((stats::memory(&root, &id), stats::cpu(&root, &id)))).await?;
+        info.memory_stat = mem;
+        info.cpu_stat = cpu;
+        Ok(info)
+    }
+}

@@ -1,0 +1,240 @@
+//! The job requests: spawn (with the job's environment and rlimits), link and stream; run
+//! is spawn then link (see [`Manager::answer`]). The jobs themselves are [`crate::jobs`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use warden_protocol::{LinkResponse, ResourceLimits, Response, SpawnRequest, StreamResponse};
+
+use super::{Container, Inner, Manager};
+use crate::container::{rootfs, Error, State};
+use crate::handler::Reply;
+use crate::jobs;
+
+impl Manager {
+    pub(super) async fn spawn(&self, c: &Arc<Container>, req: SpawnRequest) -> Result<u32, Error> {
+        // The job is in the container's list (and snapshot) before its keeper starts, so a
+        // daemon dying meanwhile still finds it; the lock is not held while the keeper
+        // starts, so other requests on the container go on.
+        let mut inner = c.inner.lock().await;
+        inner.state.check(&[State::Active])?;
+        let job_id = self.next_job.fetch_add(1, Ordering::SeqCst);
+        let dir = c.jobs_dir().join(job_id.to_string());
+        inner.jobs.insert(job_id, dir.clone());
+        c.save(&inner);
+        drop(inner);
+        let privileged = req.privileged.unwrap_or(false);
+        let spec = jobs::JobSpec {
+            runtime_root: c.runtime_root(),
+            container_id: c.id.clone(),
+            script: req.script,
+            uid: if privileged { 0 } else { c.uid },
+            gid: if privileged { 0 } else { c.uid },
+            privileged,
+            rlimits: self.rlimits(req.rlimits.as_ref()),
+            env: self.job_env(privileged),
+            cwd: if privileged {
+                "/root".into()
+            } else {
+                format!("/home/{}", rootfs::USER)
+            },
+            shell: rootfs::job_shell(&c.dir).into(),
+            discard_output: req.discard_output.unwrap_or(false),
+            output_limit: self.config.server.job_output_limit,
+            log: req.log_tag.map(|tag| jobs::syslog::LogTarget {
+                socket: (self.config.server.syslog_socket.clone())
+                    .unwrap_or_else(|| jobs::syslog::DEFAULT_SOCKET.into()),
+                tag,
+            }),
+        };
+        let started = jobs::spawn(&self.exe, &dir, &spec).await;
+        let mut inner = c.inner.lock().await;
+        if let Err(e) = started {
+            inner.jobs.remove(&job_id);
+            c.save(&inner);
+            // The protocol's message is exactly this (SPEC 4); the cause goes to the log.
+            tracing::warn!(handle = %c.handle, job_id, "cannot start the job: {e}");
+            return Err(Error::Request("iomux-spawn failed".into()));
+        }
+        if inner.state != State::Active {
+            // Stopped (or destroyed) while the keeper started: the job must not outlive that.
+            jobs::kill(&dir, Signal::SIGKILL);
+        }
+        drop(inner);
+        // Rewrite the snapshot when the job ends, so a restart knows it finished.
+        if let Some(this) = self.this.upgrade() {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let dir = c.inner.lock().await.jobs.get(&job_id).cloned();
+                if let Some(dir) = dir {
+                    let _ = jobs::wait(&dir).await;
+                }
+                let inner = c.inner.lock().await;
+                c.save(&inner);
+                drop(this);
+            });
+        }
+        Ok(job_id)
+    }
+
+    fn job_env(&self, privileged: bool) -> Vec<String> {
+        let lang = std::env::var("LANG").unwrap_or_else(|_| "en_US.UTF-8".into());
+        let (user, home) = if privileged {
+            ("root".to_string(), "/root".to_string())
+        } else {
+            (rootfs::USER.to_string(), format!("/home/{}", rootfs::USER))
+        };
+        vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            format!("LANG={lang}"),
+            format!("HOME={home}"),
+            format!("USER={user}"),
+        ]
+    }
+
+    /// The job's rlimits: SPEC 5's wsh defaults, then the config's container_rlimits, then
+    /// the request's.
+    fn rlimits(&self, req: Option<&ResourceLimits>) -> Vec<(String, u64)> {
+        let mut out: BTreeMap<&'static str, u64> = BTreeMap::from([
+            ("core", 0),
+            ("memlock", 65536),
+            ("msgqueue", 819200),
+            ("nice", 0),
+            ("nofile", 1024),
+            ("nproc", 1024),
+            ("rtprio", 0),
+            ("sigpending", 1024),
+            ("stack", 8 << 20),
+        ]);
+        // The config's and the request's limits have the same fields (`as` is `as_` in one
+        // and a raw identifier in the other).
+        macro_rules! named {
+            ($r:expr, $as:ident) => {
+                [
+                    ("as", $r.$as),
+                    ("core", $r.core),
+                    ("cpu", $r.cpu),
+                    ("data", $r.data),
+                    ("fsize", $r.fsize),
+                    ("locks", $r.locks),
+                    ("memlock", $r.memlock),
+                    ("msgqueue", $r.msgqueue),
+                    ("nice", $r.nice),
+                    ("nofile", $r.nofile),
+                    ("nproc", $r.nproc),
+                    ("rss", $r.rss),
+                    ("rtprio", $r.rtprio),
+                    ("sigpending", $r.sigpending),
+                    ("stack", $r.stack),
+                ]
+            };
+        }
+        let config = named!(self.config.server.container_rlimits, as_);
+        let request = req.map(|r| named!(r, r#as));
+        for (k, v) in config.into_iter().chain(request.into_iter().flatten()) {
+            if let Some(v) = v {
+                out.insert(k, v);
+            }
+        }
+        out.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    fn job_dir(inner: &Inner, job_id: u32) -> Result<PathBuf, Error> {
+        inner
+            .jobs
+            .get(&job_id)
+            .cloned()
+            .ok_or_else(|| Error::Request("no such job".into()))
+    }
+
+    pub(super) async fn link(
+        &self,
+        c: &Arc<Container>,
+        job_id: u32,
+    ) -> Result<LinkResponse, Error> {
+        let dir = Self::job_dir(&*c.inner.lock().await, job_id)?;
+        let result = jobs::link(&dir)
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let mut inner = c.inner.lock().await;
+        // Only the first linker removes the job; the others still get its result.
+        if inner.jobs.remove(&job_id).is_some() {
+            // The container's events are the protocol's (SPEC 4): only the output limit.
+            if result.error.as_deref() == Some(jobs::OUTPUT_LIMIT_ERROR) {
+                inner.events.push(jobs::OUTPUT_LIMIT_ERROR.to_string());
+            }
+            c.save(&inner);
+            jobs::remove(&dir);
+        }
+        drop(inner);
+        let info = self.info(c).await.ok();
+        Ok(LinkResponse {
+            exit_status: Some(result.exit_status),
+            stdout: Some(result.stdout),
+            stderr: Some(result.stderr),
+            info,
+        })
+    }
+
+    pub(super) async fn stream(&self, c: &Arc<Container>, job_id: u32) -> Result<Reply, Error> {
+        let dir = Self::job_dir(&*c.inner.lock().await, job_id)?;
+        let (tx, reply) = Reply::channel(16);
+        let this = self
+            .this
+            .upgrade()
+            .expect("the manager is alive while it serves");
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut chunks = jobs::stream(&dir);
+            loop {
+                // A client that went away leaves the job alone (SPEC 3.5): stop following it
+                // at once, even while it writes nothing.
+                let item = tokio::select! {
+                    item = chunks.recv() => item,
+                    _ = tx.closed() => return,
+                };
+                let Some(item) = item else { break };
+                match item {
+                    jobs::StreamItem::Chunk { name, data } => {
+                        let r = StreamResponse {
+                            name: Some(name.into()),
+                            data: Some(data),
+                            ..Default::default()
+                        };
+                        if tx.send(r.into()).await.is_err() {
+                            // The client went away: the job is kept (SPEC 3.5).
+                            return;
+                        }
+                    }
+                    jobs::StreamItem::Exit { exit_status, .. } => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        let mut inner = c.inner.lock().await;
+                        if inner.jobs.remove(&job_id).is_some() {
+                            c.save(&inner);
+                            jobs::remove(&dir);
+                        }
+                        drop(inner);
+                        let info = this.info(&c).await.ok();
+                        let r = StreamResponse {
+                            exit_status: Some(exit_status),
+                            info,
+                            ..Default::default()
+                        };
+                        let _ = tx.send(r.into()).await;
+                        return;
+                    }
+                    jobs::StreamItem::Error(e) => {
+                        let _ = tx.send(Response::error(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(reply)
+    }
+}

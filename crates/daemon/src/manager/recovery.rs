@@ -1,0 +1,220 @@
+//! Recovery (SPEC 3.11): taking back the containers a previous daemon left in the depot, and
+//! tearing down those that cannot be taken back.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::lifecycle::remove_dir_all_retry;
+use super::{blocking, Container, Grace, Inner, Manager};
+use crate::container::snapshot::Snapshot;
+use crate::container::{id, rootfs, runtime, Error, State};
+use crate::jobs;
+use crate::net;
+use crate::pool::Network;
+
+impl Manager {
+    /// Takes back every container in the depot: a container whose snapshot is readable and
+    /// whose init is alive is registered again with its network and uid taken out of the
+    /// pools, its jobs recovered and its grace timer started; anything else is torn down.
+    ///
+    /// The packet filter comes first: if it cannot be installed the daemon does not start,
+    /// rather than tear down containers it could not fence.
+    pub async fn recover(&self) -> Result<(), Error> {
+        let depot = self.config.server.container_depot_path.clone();
+        let Ok(entries) = std::fs::read_dir(&depot) else {
+            return Ok(());
+        };
+        // Only dirs named like our container ids are ours: anything else in the depot (a
+        // mistaken depot path, an operator's file) is left alone.
+        let mut dirs = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if id::is_valid(&name) && entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else if !name.starts_with('.') {
+                tracing::warn!(entry = %name, "not a container dir: left alone");
+            }
+        }
+        if !dirs.is_empty() {
+            self.ensure_firewall().await?;
+        }
+        let mut max_job = 0;
+        for dir in dirs {
+            match self.recover_one(&dir).await {
+                Ok((c, jobs_max)) => {
+                    max_job = max_job.max(jobs_max);
+                    tracing::info!(handle = %c.handle, id = %c.id, "container recovered");
+                    self.arm_grace(&c);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "cannot recover, destroying: {e}");
+                    self.destroy_unrecoverable(&dir).await;
+                }
+            }
+        }
+        self.next_job.fetch_max(max_job + 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn recover_one(&self, dir: &Path) -> Result<(Arc<Container>, u32), Error> {
+        let snap = Snapshot::load(dir)?;
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if snap.id != id {
+            return Err(Error::Invalid(format!(
+                "snapshot id {} does not match the dir",
+                snap.id
+            )));
+        }
+        if snap.state == State::Born {
+            return Err(Error::Invalid("its create never finished".into()));
+        }
+        if !runtime::is_running(&dir.join("run"), &id) {
+            return Err(Error::Runtime("its init is not running".into()));
+        }
+        // A network or uid outside today's pools (the config changed) is the container's
+        // alone: it is kept, as the original does. One inside that is taken is a conflict.
+        let network = Network::containing(snap.network);
+        let in_pool = self.networks.pool().contains(network.address());
+        if in_pool && !self.networks.remove(network) {
+            return Err(Error::Invalid(format!("network {network} is not free")));
+        }
+        let user = &self.config.user;
+        let uid_in_pool = snap.uid >= user.pool_start_uid
+            && u64::from(snap.uid) < u64::from(user.pool_start_uid) + u64::from(user.pool_size);
+        if uid_in_pool && !self.uids.remove(snap.uid) {
+            if in_pool {
+                self.networks.release(network);
+            }
+            return Err(Error::Invalid(format!("uid {} is not free", snap.uid)));
+        }
+        let mut jobs_map = BTreeMap::new();
+        let mut max_job = 0;
+        for job in snap.jobs {
+            let jd = dir.join("jobs").join(job.to_string());
+            if jobs::recover(&jd).is_ok() {
+                jobs_map.insert(job, jd);
+                max_job = max_job.max(job);
+            }
+        }
+        let c = Arc::new(Container {
+            id,
+            handle: snap.handle.clone(),
+            dir: dir.to_path_buf(),
+            network,
+            uid: snap.uid,
+            grace_time: snap.grace_time.map(Duration::from_secs),
+            base_rootfs: snap.rootfs,
+            inner: Mutex::new(Inner {
+                state: snap.state,
+                events: snap.events,
+                jobs: jobs_map,
+                obituary: None,
+                limit_memory: snap.limit_memory,
+                limit_cpu: snap.limit_cpu,
+                ports: snap.ports.clone(),
+                net_in: snap.net_in.clone(),
+                net_out: snap.net_out.clone(),
+                ports_released: false,
+                oom_armed: false,
+                uid_released: false,
+                network_released: false,
+            }),
+            grace: StdMutex::new(Grace::default()),
+            destroying: Mutex::new(()),
+        });
+        // Its net_in/net_out back into the (just installed) table, its ports out of the pool.
+        let (table, cid, ip) = (
+            self.config.network.nftables_table.clone(),
+            c.id.clone(),
+            c.network.container_ip(),
+        );
+        let (net_in, net_out) = (snap.net_in.clone(), snap.net_out.clone());
+        if let Err(e) = blocking(move || {
+            net::firewall::restore(&table, &cid, ip, &net_in, &net_out)
+                .map_err(|e| Error::Network(e.to_string()))
+        })
+        .await
+        {
+            if in_pool {
+                self.networks.release(network);
+            }
+            self.uids.release(c.uid);
+            return Err(e);
+        }
+        for p in &snap.ports {
+            if !self.ports.remove(*p) {
+                tracing::warn!(handle = %c.handle, port = p, "port not free in the pool (or outside it)");
+            }
+        }
+        if let Err(e) = self.registry.insert(&c.handle, c.clone()) {
+            self.networks.release(network);
+            self.uids.release(c.uid);
+            return Err(Error::Invalid(e.to_string()));
+        }
+        c.save(&*c.inner.lock().await);
+        if snap.limit_memory.is_some() {
+            self.arm_oom(&c).await;
+        }
+        Ok((c, max_job))
+    }
+
+    /// Tears down what is left of a container that cannot be recovered.
+    async fn destroy_unrecoverable(&self, dir: &Path) {
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let snap = Snapshot::load(dir).ok();
+        let root = dir.join("run");
+        let (r, i) = (root.clone(), id.clone());
+        let _ = blocking(move || runtime::delete(&r, &i)).await;
+        let spec = net::NetSpec {
+            id: id.clone(),
+            prefix: self.config.network.interface_prefix.clone(),
+            host_ip: snap
+                .as_ref()
+                .map(|s| Network::containing(s.network).host_ip())
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            container_ip: snap
+                .as_ref()
+                .map(|s| Network::containing(s.network).container_ip())
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            prefix_len: Network::PREFIX_LEN,
+            mtu: self.config.network.mtu,
+        };
+        if let Some(s) = &snap {
+            let (table, cid, ip, net_in) = (
+                self.config.network.nftables_table.clone(),
+                id.clone(),
+                Network::containing(s.network).container_ip(),
+                s.net_in.clone(),
+            );
+            let _ = blocking(move || {
+                net::firewall::remove_container(&table, &cid, ip, &net_in)
+                    .map_err(|e| Error::Network(e.to_string()))
+            })
+            .await;
+        }
+        // Not in the pools (recovery did not take it), so only the veth must go.
+        if let Err(e) = net::teardown(&dir.join("netns"), &spec).await {
+            tracing::warn!(dir = %dir.display(), "network teardown: {e}");
+        }
+        let d = dir.to_path_buf();
+        if let Err(e) = blocking(move || {
+            rootfs::unmount_overlay(&d)?;
+            remove_dir_all_retry(&d)
+        })
+        .await
+        {
+            tracing::warn!(dir = %dir.display(), "{e}");
+        }
+    }
+}
