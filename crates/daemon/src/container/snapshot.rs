@@ -31,6 +31,9 @@ pub struct Snapshot {
     /// The limit_cpu value (shares), if one was set.
     #[serde(default)]
     pub limit_cpu: Option<u64>,
+    /// The limit_bandwidth (rate, burst), if one was set (the kernel keeps the qdiscs).
+    #[serde(default)]
+    pub limit_bandwidth: Option<(u64, u64)>,
     /// Host ports taken from the port pool (by net_in).
     #[serde(default)]
     pub ports: Vec<u16>,

@@ -1,11 +1,15 @@
 //! The info request: a container's state, events, addresses, jobs and cgroup stats (or its
 //! obituary once a destroy has begun).
 
-use warden_protocol::InfoResponse;
+use warden_protocol::{BandwidthStat, InfoResponse};
 
 use super::{blocking, Container, Manager};
 use crate::container::{stats, Error, State};
 use crate::jobs;
+use crate::net::bandwidth;
+
+/// bandwidth_stat's value where a direction has no limit (SPEC 3.9).
+const NO_LIMIT: u64 = 0xffff_ffff;
 
 impl Manager {
     pub(super) async fn info(&self, c: &Container) -> Result<InfoResponse, Error> {
@@ -30,7 +34,9 @@ impl Manager {
             job_ids,
             ..Default::default()
         };
+        let shaped = inner.limit_bandwidth.is_some();
         drop(inner);
+        info.bandwidth_stat = Some(self.bandwidth_stat(c, shaped).await);
         let root = c.runtime_root();
         let id = c.id.clone();
         let (mem, cpu) =
@@ -38,5 +44,26 @@ impl Manager {
         info.memory_stat = mem;
         info.cpu_stat = cpu;
         Ok(info)
+    }
+
+    /// The limits in force, read from the kernel's qdiscs once limit_bandwidth has set them
+    /// (no netlink round trip for the containers that never had one).
+    async fn bandwidth_stat(&self, c: &Container, shaped: bool) -> BandwidthStat {
+        let limits = if shaped {
+            bandwidth::read(&c.netns(), &self.net_spec(c))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(handle = %c.handle, "cannot read the bandwidth limits: {e}");
+                    bandwidth::Limits::default()
+                })
+        } else {
+            bandwidth::Limits::default()
+        };
+        BandwidthStat {
+            in_rate: Some(limits.into.map_or(NO_LIMIT, |l| l.rate)),
+            in_burst: Some(limits.into.map_or(NO_LIMIT, |l| l.burst)),
+            out_rate: Some(limits.out.map_or(NO_LIMIT, |l| l.rate)),
+            out_burst: Some(limits.out.map_or(NO_LIMIT, |l| l.burst)),
+        }
     }
 }

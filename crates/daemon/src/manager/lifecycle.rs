@@ -111,6 +111,7 @@ impl Manager {
                 obituary: None,
                 limit_memory: None,
                 limit_cpu: None,
+                limit_bandwidth: None,
                 ports: Vec::new(),
                 net_in: Vec::new(),
                 net_out: Vec::new(),
@@ -198,7 +199,7 @@ impl Manager {
         Ok(())
     }
 
-    fn net_spec(&self, c: &Container) -> net::NetSpec {
+    pub(super) fn net_spec(&self, c: &Container) -> net::NetSpec {
         net::NetSpec {
             id: c.id.clone(),
             prefix: self.config.network.interface_prefix.clone(),

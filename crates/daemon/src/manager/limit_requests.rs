@@ -1,10 +1,12 @@
 //! The limit requests (SPEC 3.8): limit_memory and limit_cpu, and the OOM notifier the first
-//! memory limit arms. The cgroup writes are [`crate::container::limits`].
+//! memory limit arms (the cgroup writes are [`crate::container::limits`]); limit_bandwidth
+//! (the qdiscs are [`crate::net::bandwidth`]).
 
 use std::sync::Arc;
 
 use super::{blocking, Container, Manager};
 use crate::container::{limits, Error, State};
+use crate::net::bandwidth;
 
 /// The container event of an OOM (SPEC 4).
 const OUT_OF_MEMORY: &str = "out of memory";
@@ -51,6 +53,25 @@ impl Manager {
             c.save(&inner);
         }
         Ok(value)
+    }
+
+    /// Shapes the container's traffic both ways to `rate` bytes per second with a bucket of
+    /// `burst` bytes, and answers with the values set (SPEC 3.8 echoes them).
+    pub(super) async fn limit_bandwidth(
+        &self,
+        c: &Arc<Container>,
+        rate: u64,
+        burst: u64,
+    ) -> Result<(u64, u64), Error> {
+        let limit = bandwidth::Limit::new(rate, burst).map_err(Error::Request)?;
+        let mut inner = c.inner.lock().await;
+        inner.state.check(&[State::Active, State::Stopped])?;
+        bandwidth::apply(&c.netns(), &self.net_spec(c), limit)
+            .await
+            .map_err(|e| Error::Network(e.to_string()))?;
+        inner.limit_bandwidth = Some((rate, burst));
+        c.save(&inner);
+        Ok((rate, burst))
     }
 
     /// Starts the container's OOM notifier once: on an OOM the container gets the event

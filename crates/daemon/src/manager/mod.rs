@@ -10,7 +10,8 @@
 //! - `job_requests`: spawn, link and stream (run is spawn then link).
 //! - `info`: info.
 //! - `copy_requests`: copy_in and copy_out.
-//! - `limit_requests`: limit_memory, limit_cpu, and the OOM notifier a memory limit arms.
+//! - `limit_requests`: limit_memory, limit_cpu, limit_bandwidth, and the OOM notifier a memory
+//!   limit arms.
 //! - `net_requests`: net_in, net_out, and the host's packet filter set up before the first
 //!   container.
 //! - `grace`: the connections' references to containers and the grace timers.
@@ -34,8 +35,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use warden_protocol::{
     CopyInResponse, CopyOutResponse, CreateResponse, DestroyResponse, InfoResponse,
-    LimitCpuResponse, LimitMemoryResponse, NetOutResponse, Request, RunResponse, SpawnRequest,
-    SpawnResponse, StopResponse,
+    LimitBandwidthResponse, LimitCpuResponse, LimitMemoryResponse, NetOutResponse, Request,
+    RunResponse, SpawnRequest, SpawnResponse, StopResponse,
 };
 
 use crate::config::Config;
@@ -72,6 +73,8 @@ struct Inner {
     obituary: Option<InfoResponse>,
     limit_memory: Option<u64>,
     limit_cpu: Option<u64>,
+    /// The last limit_bandwidth (rate, burst); the kernel holds it, info reads it there.
+    limit_bandwidth: Option<(u64, u64)>,
     /// Host ports from the port pool, net_in mappings, net_out entries (SPEC 3.6).
     ports: Vec<u16>,
     net_in: Vec<(u16, u16)>,
@@ -121,6 +124,7 @@ impl Container {
             jobs: inner.jobs.keys().copied().collect(),
             limit_memory: inner.limit_memory,
             limit_cpu: inner.limit_cpu,
+            limit_bandwidth: inner.limit_bandwidth,
             ports: inner.ports.clone(),
             net_in: inner.net_in.clone(),
             net_out: inner.net_out.clone(),
@@ -298,6 +302,11 @@ impl Manager {
                     }
                     .into(),
                 )
+            }
+            Request::LimitBandwidth(req) => {
+                let c = self.container(&req.handle, conn)?;
+                let (rate, burst) = self.limit_bandwidth(&c, req.rate, req.burst).await?;
+                Reply::Single(LimitBandwidthResponse { rate, burst }.into())
             }
             Request::NetIn(req) => {
                 let c = self.container(&req.handle, conn)?;

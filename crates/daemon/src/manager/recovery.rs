@@ -119,6 +119,7 @@ impl Manager {
                 obituary: None,
                 limit_memory: snap.limit_memory,
                 limit_cpu: snap.limit_cpu,
+                limit_bandwidth: snap.limit_bandwidth,
                 ports: snap.ports.clone(),
                 net_in: snap.net_in.clone(),
                 net_out: snap.net_out.clone(),

@@ -25,6 +25,7 @@
 //! Filtering and NAT are not here (the firewall's job), nor forwarding (the host's): host <->
 //! container traffic over the veth needs none of them.
 
+pub mod bandwidth;
 pub mod firewall;
 pub mod host;
 pub mod netns;
