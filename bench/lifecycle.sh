@@ -2,7 +2,9 @@
 # Times a container's whole lifecycle (create, start, wait for exit, delete) of a busybox
 # /bin/true bundle, and `run` (create + start + wait + auto-remove in one call), for
 # warden-runc (release build), runc and crun in the same run, interleaved; prints median
-# and p90 per runtime, the ratio to crun, and each runtime's peak RSS.
+# and p90 per runtime, the ratio to crun (with and without crun's mount-namespace wrapper),
+# and each runtime's peak RSS. Then the commands on a running container: `exec` of
+# /bin/true, `update --memory`, `events --stats`.
 #
 # Usage: bench/lifecycle.sh [-n N] [-r "warden-runc runc crun"] [--rss-runs M]
 #   N (default 100, also $N) iterations per runtime and measure.
@@ -182,6 +184,55 @@ for ((i = 0; i < N; i++)); do
     if (((i + 1) % 25 == 0)); then echo "  $((i + 1))/$N" >&2; fi
 done
 
+# Commands on a running container (a `sleep` in the same bundle): exec of /bin/true,
+# update of the memory limit (alternating, so every call writes), events --stats (crun has
+# no events command). Interleaved like the rest. crun's exec and update join or change
+# cgroups, so they take the wrapper too (its cost is printed).
+OPS="exec update events"
+op_argv() { # RUNTIME OP ID I: sets ARGV to the op's whole command line
+    local r=$1 op=$2 id=$3 i=$4 cmd=$2
+    [ "$op" = events ] && [ "$r" = crun ] && { ARGV=(); return; }
+    case $r:$op in
+        crun:exec|crun:update) ARGV=("${CRUN_WRAP[@]}" "${PREFIX[crun]}" --root "$tmp/root/crun" "$cmd") ;;
+        *) ARGV=("${PREFIX[$r]}" --root "$tmp/root/$r" "$cmd") ;;
+    esac
+    case $op in
+        exec) ARGV+=("$id" /bin/true) ;;
+        update) ARGV+=(--memory "$(((64 + i % 2) << 20))" "$id") ;;
+        events) ARGV+=(--stats "$id") ;;
+    esac
+}
+for r in "${active[@]}"; do
+    b=$tmp/bundle-sleep/$r
+    mkdir -p "$b"
+    jq '.process.args = ["sleep", "100000"]' "$tmp/bundle/$r/config.json" > "$b/config.json"
+    rt "$r" create --bundle "$b" "ops-$r" >/dev/null 2>"$tmp/err" || fail "$r" "create ops-$r"
+    rt "$r" start "ops-$r" >/dev/null 2>>"$tmp/err" || fail "$r" "start ops-$r"
+    for op in $OPS; do  # warm-up and sanity
+        op_argv "$r" "$op" "ops-$r" 0
+        [ ${#ARGV[@]} -gt 0 ] || continue
+        "${ARGV[@]}" >/dev/null 2>"$tmp/err" || fail "$r" "$op ops-$r"
+    done
+done
+echo "measuring exec, update, events on a running container: N=$N" >&2
+for ((i = 0; i < N; i++)); do
+    k=${#active[@]}
+    for ((j = 0; j < k; j++)); do
+        r=${active[$(((i + j) % k))]}
+        for op in $OPS; do
+            op_argv "$r" "$op" "ops-$r" "$i"
+            [ ${#ARGV[@]} -gt 0 ] || continue
+            t0=$(now_us)
+            "${ARGV[@]}" >/dev/null 2>"$tmp/err" || fail "$r" "$op ops-$r"
+            t1=$(now_us)
+            echo $((t1 - t0)) >> "$tmp/$op.$r"
+        done
+    done
+done
+for r in "${active[@]}"; do
+    rt "$r" delete --force "ops-$r" >/dev/null 2>&1 || :
+done
+
 # Peak RSS (max over RSS_RUNS) of `create` and of `run`, from GNU time.
 rss() { # RUNTIME create|run -> KiB
     local r=$1 what=$2 max=0 k id v
@@ -246,9 +297,45 @@ for r in "${active[@]}"; do
         "$(awk -v k="${RSS_CREATE[$r]}" 'BEGIN {printf "%.1f", k/1024}')" \
         "$(awk -v k="${RSS_RUN[$r]}" 'BEGIN {printf "%.1f", k/1024}')"
 done
+wrap=0
 if [ -n "${PREFIX[crun]:-}" ]; then
+    wrap=$(wrapper_us)
+    # crun without the wrapper: its median less the wrapper's, once per lifecycle (create)
+    # and once per run; the ratios of every runtime to that.
+    nw_lc=$((LC_MED[crun] - wrap)); nw_run=$((RUN_MED[crun] - wrap))
+    printf '%-12s | %9s %9s %7s | %9s %9s %7s |\n' "crun -wrap" "$(ms "$nw_lc")" "" "1.00x" \
+        "$(ms "$nw_run")" "" "1.00x"
+    for r in "${active[@]}"; do
+        [ "$r" = crun ] && continue
+        echo "  $r / crun without its wrapper: lifecycle $(ratio "${LC_MED[$r]}" "$nw_lc"), run --rm $(ratio "${RUN_MED[$r]}" "$nw_run")"
+    done
     echo
-    echo "crun's figures include its mount-namespace wrapper: $(ms "$(wrapper_us)") ms per call (median),"
-    echo "once per lifecycle (create) and once per run."
+    echo "crun's figures include its mount-namespace wrapper: $(ms "$wrap") ms per call (median),"
+    echo "once per lifecycle (create) and once per run; \"crun -wrap\" subtracts it."
 fi
+echo
+echo "commands on a running container (sleep), N=$N; median and p90 in ms; ratio = median / crun's without its wrapper"
+echo "(crun's exec and update run in the wrapper: \"-wrap\" subtracts its median; crun has no events)"
+printf '%-12s' op
+for r in "${active[@]}"; do printf ' | %-22s' "$r"; done
+[ -n "${PREFIX[crun]:-}" ] && printf ' | %-10s' "crun -wrap"
+echo
+for op in $OPS; do
+    printf '%-12s' "$op"
+    base=0
+    if [ -s "$tmp/$op.crun" ]; then base=$(($(pct "$tmp/$op.crun" 50) - wrap)); fi
+    for r in "${active[@]}"; do
+        if [ -s "$tmp/$op.$r" ]; then
+            med=$(pct "$tmp/$op.$r" 50)
+            printf ' | %6s %6s %8s' "$(ms "$med")" "$(ms "$(pct "$tmp/$op.$r" 90)")" \
+                "$( [ "$base" -gt 0 ] && ratio "$med" "$base" || echo -)"
+        else
+            printf ' | %-22s' "-"
+        fi
+    done
+    if [ -n "${PREFIX[crun]:-}" ]; then
+        if [ "$base" -gt 0 ]; then printf ' | %-10s' "$(ms "$base")"; else printf ' | %-10s' "-"; fi
+    fi
+    echo
+done
 echo "RSS: max resident set of the runtime process over $RSS_RUNS calls (GNU time %M; for run it includes the waited-for container)."
