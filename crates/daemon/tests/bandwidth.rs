@@ -62,14 +62,19 @@ fn rate_out(c: &mut warden_client::Client, h: &str, host_ip: &str) -> f64 {
     (got - first) as f64 / took
 }
 
-/// Bytes per second of BYTES the host sends to a listener in the container, timed until the
-/// container has read them all.
+/// Bytes per second of BYTES the host sends to a listener in the container, timed by the
+/// container from the first byte it reads to the last (/proc/uptime, 10 ms steps): the
+/// host's writes return once the socket buffers hold the data, and the job's end comes later
+/// than its last read (much later in the emulated guest).
 fn rate_in(c: &mut warden_client::Client, h: &str, container_ip: &str) -> f64 {
     let port = 7100;
     let job = c
         .spawn(SpawnRequest {
             handle: h.into(),
-            script: format!("nc -l -p {port} | wc -c"),
+            script: format!(
+                "nc -l -p {port} | {{ head -c 1 > /dev/null; cat /proc/uptime; wc -c; \
+                 cat /proc/uptime; }}"
+            ),
             ..Default::default()
         })
         .unwrap()
@@ -82,17 +87,23 @@ fn rate_in(c: &mut warden_client::Client, h: &str, container_ip: &str) -> f64 {
             Err(e) => panic!("connect to the container's listener: {e}"),
         }
     };
-    // Timed until the job has read the last byte and ended: what the socket buffers held when
-    // the host's writes returned is counted too. (nc half-closes as soon as its stdin ends,
-    // so the connection's end says nothing.)
-    let start = Instant::now();
     s.write_all(&vec![0u8; BYTES]).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let out = link(c, h, job);
-    let took = start.elapsed().as_secs_f64();
     drop(s);
-    assert_eq!(out.trim(), BYTES.to_string(), "bytes the container read");
-    BYTES as f64 / took
+    let lines: Vec<&str> = out.lines().collect();
+    let uptime = |l: &str| -> f64 { l.split_whitespace().next().unwrap().parse().unwrap() };
+    let (t0, rest, t1) = (
+        uptime(lines[0]),
+        lines[1].trim().parse::<usize>().unwrap(),
+        uptime(lines[2]),
+    );
+    // head read the first byte and perhaps a little more: what wc counted came after t0.
+    assert!(
+        (BYTES - 64 * 1024..BYTES).contains(&rest),
+        "the container read {rest} bytes after the first: {out}"
+    );
+    rest as f64 / (t1 - t0)
 }
 
 /// The job's stdout, once it exited 0.

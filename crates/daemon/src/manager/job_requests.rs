@@ -35,7 +35,11 @@ impl Manager {
             gid: if privileged { 0 } else { c.uid },
             privileged,
             rlimits: self.rlimits(req.rlimits.as_ref()),
-            env: self.job_env(privileged),
+            env: if privileged {
+                jobs::job_env("root", "/root")
+            } else {
+                jobs::job_env(rootfs::USER, &format!("/home/{}", rootfs::USER))
+            },
             cwd: if privileged {
                 "/root".into()
             } else {
@@ -78,21 +82,6 @@ impl Manager {
             });
         }
         Ok(job_id)
-    }
-
-    fn job_env(&self, privileged: bool) -> Vec<String> {
-        let lang = std::env::var("LANG").unwrap_or_else(|_| "en_US.UTF-8".into());
-        let (user, home) = if privileged {
-            ("root".to_string(), "/root".to_string())
-        } else {
-            (rootfs::USER.to_string(), format!("/home/{}", rootfs::USER))
-        };
-        vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            format!("LANG={lang}"),
-            format!("HOME={home}"),
-            format!("USER={user}"),
-        ]
     }
 
     /// The job's rlimits: SPEC 5's wsh defaults, then the config's container_rlimits, then
