@@ -880,7 +880,15 @@ fn containers_reach_neither_the_host_nor_each_other_by_default() {
     // The host may open connections into a container; the replies come back.
     let (code, _, _) = run(&mut c, &b, "true");
     assert_eq!(code, 0);
-    let mut s = std::net::TcpStream::connect((b_ip.as_str(), 8080)).unwrap();
+    // (b's listener may still be starting on a loaded machine.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut s = loop {
+        match std::net::TcpStream::connect((b_ip.as_str(), 8080)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("connect to b's listener: {e}"),
+        }
+    };
     std::io::Write::write_all(&mut s, b"from-host\n").unwrap();
     drop(s);
     let l = c

@@ -130,7 +130,8 @@ impl Wardend {
             .unwrap();
         let pid = child.id();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: the emulated cgroup v2 guest on a busy machine can take tens of seconds.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while Client::connect(&self.socket).is_err() {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             assert!(
