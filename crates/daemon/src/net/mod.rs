@@ -28,6 +28,7 @@
 pub mod firewall;
 pub mod host;
 pub mod netns;
+mod nftables;
 
 use std::fmt;
 use std::io;
