@@ -10,7 +10,7 @@ packages=(
     docker.io        # dockerd + docker, likewise in crates/runc/tests/docker.rs (its own dockerd)
     tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
     iproute2 libseccomp-dev
-    nftables         # wardend's packet filter (its own table)
+    nftables libnftables1   # wardend's packet filter (its own table): libnftables in process; nft for the tests
     python3-protobuf protobuf-compiler   # an independent protobuf implementation for test vectors
     hyperfine jq procps
     gcc libc6-dev   # the static ICMP echo client that crates/daemon/tests/containers.rs builds

@@ -1,7 +1,8 @@
 //! Containers through the real socket: create, run `/bin/true`, destroy, one after another
-//! (p50/p99 of each step and of the three together); containers created per second with 1
-//! and 8 concurrent clients; and host memory per idle container (daemon, keepers and init,
-//! outside the container's own processes).
+//! (p50/p99 of each step and of the three together); net_in and net_out on one container
+//! (each a packet-filter change); containers created per second with 1 and 8 concurrent
+//! clients; and host memory per idle container (daemon, keepers and init, outside the
+//! container's own processes).
 //!
 //!     cargo bench -p warden-daemon --bench containers
 //!
@@ -16,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use warden_client::Client;
-use warden_protocol::{CreateRequest, DestroyRequest, RunRequest};
+use warden_protocol::{CreateRequest, DestroyRequest, NetInRequest, NetOutRequest, RunRequest};
 
 struct Daemon {
     child: Child,
@@ -192,6 +193,33 @@ fn main() {
     row("run /bin/true", run);
     row("destroy", destroy);
     row("create + run + destroy", total);
+
+    // net_in (a pool port each, so a new mapping each time) and net_out (a rule each, at the
+    // top of the container's chain), N of each on one container.
+    let h = c.create(CreateRequest::default()).unwrap().handle;
+    let (mut net_in, mut net_out) = (vec![], vec![]);
+    for i in 0..n {
+        let t = Instant::now();
+        c.net_in(NetInRequest {
+            handle: h.clone(),
+            host_port: None,
+            container_port: Some(8080),
+        })
+        .unwrap();
+        net_in.push(t.elapsed());
+        let t = Instant::now();
+        c.net_out(NetOutRequest {
+            handle: h.clone(),
+            network: Some(format!("10.99.{}.0/24", i % 256)),
+            port: Some(443),
+            ..Default::default()
+        })
+        .unwrap();
+        net_out.push(t.elapsed());
+    }
+    row("net_in", net_in);
+    row("net_out", net_out);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
 
     println!();
     println!(

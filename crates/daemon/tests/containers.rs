@@ -1166,6 +1166,56 @@ fn net_in_forwards_a_host_port_into_the_container() {
     w.assert_clean();
 }
 
+#[test]
+fn a_host_port_is_forwarded_once() {
+    let w = start_with_ports(34000);
+    let mut c = w.client();
+    let (a, b) = (create(&mut c), create(&mut c));
+    let b_ip = info(&mut c, &b).container_ip.unwrap();
+    assert_eq!(net_in(&mut c, &a, None, None), (34000, 34000));
+    assert_eq!(net_in(&mut c, &a, Some(40200), Some(80)), (40200, 80));
+    let dup = |c: &mut warden_client::Client, h: &str, hp: u32, cp: u32| {
+        server_error(c.net_in(warden_protocol::NetInRequest {
+            handle: h.into(),
+            host_port: Some(hp),
+            container_port: Some(cp),
+        }))
+    };
+    // Another container, or the same one again (even with the same mapping): refused, by
+    // its port, and nothing changes.
+    for (h, hp, cp) in [
+        (&b, 40200, 80),
+        (&a, 40200, 80),
+        (&a, 40200, 81),
+        (&b, 34000, 1),
+    ] {
+        assert_eq!(
+            dup(&mut c, h, hp, cp),
+            format!("host port {hp} is already forwarded by a net_in")
+        );
+    }
+    let text = nft_table(&w);
+    assert!(!text.contains(&format!("{b_ip} ")), "{text}");
+    // The refused pool port stays a's: the pool hands out the next one.
+    assert_eq!(net_in(&mut c, &b, None, None), (34001, 34001));
+    // Nothing in the container holds a socket of the daemon's, the packet filter's netlink
+    // socket above all (close-on-exec, and the init and the keepers close what they inherit).
+    let (_, out, _) = run_as(
+        &mut c,
+        &a,
+        "for f in /proc/self/fd/* /proc/1/fd/*; do readlink $f; done",
+        true,
+    );
+    assert!(out.contains("/dev/null"), "{out}");
+    assert!(!out.contains("socket:"), "{out}");
+    for h in [a, b] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    let text = nft_table(&w);
+    assert!(!text.contains("40200") && !text.contains("34001"), "{text}");
+    w.assert_clean();
+}
+
 fn net_out(
     c: &mut warden_client::Client,
     h: &str,

@@ -12,20 +12,23 @@
 //! What a container sends past the pool leaves with the host's address (masquerade in the nat
 //! postrouting chain, the original's `warden-postrouting`), so the replies find their way back.
 //!
-//! The table is written with one `nft -f -` transaction at startup (replacing any previous
-//! version), and kept when the daemon stops: the containers, which outlive it, stay fenced.
+//! Every change is one transaction of nft commands run in process by libnftables (see
+//! `net::nftables`): the table at startup (replacing any previous version), each net_in and
+//! net_out, and a container's removal. The table is kept when the daemon stops: the
+//! containers, which outlive it, stay fenced.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use super::nftables::{self, NftError};
 use crate::config::{Ipv4Cidr, NetworkConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
-    #[error("cannot run nft (apt-get install nftables): {0}")]
-    Spawn(std::io::Error),
-    #[error("nft refused the {table} rules: {stderr}")]
-    Rejected { table: String, stderr: String },
+    #[error("{0}")]
+    Load(NftError),
+    #[error("nftables refused the {table} rules: {error}")]
+    Rejected { table: String, error: String },
+    /// net_in with a host port that already has a mapping (SPEC 3.6: one per port).
+    #[error("host port {0} is already forwarded by a net_in")]
+    PortInUse(u16),
 }
 
 /// The ruleset of the table, as `nft -f` takes it.
@@ -76,34 +79,20 @@ pub fn ruleset(table: &str, net: &NetworkConfig) -> String {
 
 const MAPS: &str = "  map out_chains {\n    type ipv4_addr : verdict;\n  }\n  map in_ports {\n    type inet_service : ipv4_addr . inet_service;\n  }\n";
 
-fn nft(script: &str, table: &str) -> Result<(), FirewallError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(FirewallError::Spawn)?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(script.as_bytes())
-        .map_err(FirewallError::Spawn)?;
-    let out = child.wait_with_output().map_err(FirewallError::Spawn)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(FirewallError::Rejected {
+/// Runs `script` as one transaction; what it prints.
+fn nft(script: &str, table: &str) -> Result<String, FirewallError> {
+    nftables::run(script).map_err(|e| match e {
+        NftError::Rejected(error) => FirewallError::Rejected {
             table: table.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
+            error,
+        },
+        e => FirewallError::Load(e),
+    })
 }
 
 /// Installs (or replaces) the daemon's table.
 pub fn install(table: &str, net: &NetworkConfig) -> Result<(), FirewallError> {
-    nft(&ruleset(table, net), table)
+    nft(&ruleset(table, net), table).map(drop)
 }
 
 /// Removes the daemon's table; fine if it is not there.
@@ -112,6 +101,7 @@ pub fn remove(table: &str) -> Result<(), FirewallError> {
         &format!("add table ip {table}\ndelete table ip {table}\n"),
         table,
     )
+    .map(drop)
 }
 
 /// One net_out entry (SPEC 3.6), checked; kept in the snapshot and rendered as an nft rule.
@@ -247,17 +237,32 @@ fn parse_network(n: &str) -> Option<String> {
     n.parse::<Ipv4Addr>().ok().map(|a| a.to_string())
 }
 
-/// Adds a net_in mapping: tcp to a local address at `host_port` → `ip:container_port`.
+/// Adds a net_in mapping: tcp to a local address at `host_port` → `ip:container_port`. A
+/// host port already mapped (to any container, even this one) is refused.
 pub fn net_in(
     table: &str,
     host_port: u16,
     ip: std::net::Ipv4Addr,
     container_port: u16,
 ) -> Result<(), FirewallError> {
-    nft(
-        &format!("add element ip {table} in_ports {{ {host_port} : {ip} . {container_port} }}\n"),
+    // `create`, not `add`: an existing key is an error even with the same value.
+    let added = nft(
+        &format!(
+            "create element ip {table} in_ports {{ {host_port} : {ip} . {container_port} }}\n"
+        ),
         table,
-    )
+    );
+    match added {
+        Ok(_) => Ok(()),
+        // Only now is it worth asking why: is the port mapped already?
+        Err(e) => match nft(
+            &format!("get element ip {table} in_ports {{ {host_port} }}\n"),
+            table,
+        ) {
+            Ok(_) => Err(FirewallError::PortInUse(host_port)),
+            Err(_) => Err(e),
+        },
+    }
 }
 
 fn container_chain(table: &str, id: &str, ip: std::net::Ipv4Addr) -> String {
@@ -281,6 +286,7 @@ pub fn net_out(
         ),
         table,
     )
+    .map(drop)
 }
 
 /// Puts a recovered container's net_in and net_out back (one transaction), in their order.
@@ -304,7 +310,7 @@ pub fn restore(
             s += &format!("insert rule ip {table} c{id} {}\n", r.rule(id));
         }
     }
-    nft(&s, table)
+    nft(&s, table).map(drop)
 }
 
 /// Removes the container's chain, map elements and port mappings, whatever of them is
@@ -336,15 +342,12 @@ pub fn remove_container(
     for p in pieces {
         let _ = nft(&p, table);
     }
-    let listed = Command::new("nft")
-        .args(["list", "table", "ip", table])
-        .stderr(Stdio::null())
-        .output()
-        .map_err(FirewallError::Spawn)?;
-    if !listed.status.success() {
-        return Ok(()); // no table: nothing of the container's either
-    }
-    let text = String::from_utf8_lossy(&listed.stdout);
+    let text = match nft(&format!("list table ip {table}\n"), table) {
+        Ok(text) => text,
+        // No table: nothing of the container's either.
+        Err(FirewallError::Rejected { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let (ip, chain) = (ip.to_string(), format!("c{id}"));
     let left = text
         .split(|ch: char| ch.is_whitespace() || matches!(ch, '{' | '}' | ',' | ':' | ';' | '@'))

@@ -29,6 +29,7 @@ pub mod bandwidth;
 pub mod firewall;
 pub mod host;
 pub mod netns;
+mod nftables;
 
 use std::fmt;
 use std::io;
