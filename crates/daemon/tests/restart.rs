@@ -409,3 +409,61 @@ fn a_tagged_job_goes_on_logging_to_syslog_while_no_daemon_runs() {
     c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }
+
+#[test]
+fn a_container_whose_dir_was_moved_is_found_again_and_keeps_what_it_holds() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let ip = c
+        .info(InfoRequest { handle: h.clone() })
+        .unwrap()
+        .container_ip
+        .unwrap();
+    let job = spawn(
+        &mut c,
+        &h,
+        "echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after; exit 4",
+    );
+    let cid = container_id(&mut c, &h);
+    drop(c);
+    w.kill9();
+    // Out of the depot's naming while no daemon runs (a rename takes its mounts along):
+    // without the mount table, recovery would leave it running and hand its network out.
+    let moved = w.depot.join(format!("moved-{cid}"));
+    std::fs::rename(w.depot.join(&cid), &moved).unwrap();
+
+    w.spawn();
+    let mut c = w.client();
+    assert_eq!(c.list().unwrap().handles, std::slice::from_ref(&h), "{}", w.log_text());
+    let info = c.info(InfoRequest { handle: h.clone() }).unwrap();
+    assert_eq!(
+        info.container_path.as_deref(),
+        Some(moved.to_str().unwrap())
+    );
+    // What it holds stays its own: a new container gets another network.
+    let other = create(&mut c);
+    let other_ip = c
+        .info(InfoRequest {
+            handle: other.clone(),
+        })
+        .unwrap()
+        .container_ip
+        .unwrap();
+    assert_ne!(other_ip, ip);
+    // Its job ran on through the move: its output and status are all there.
+    std::fs::write(moved.join("rootfs").join("tmp").join("go"), "").unwrap();
+    let l = c
+        .link(LinkRequest {
+            handle: h.clone(),
+            job_id: job,
+        })
+        .unwrap();
+    assert_eq!(l.exit_status, Some(4), "{l:?}");
+    assert_eq!(l.stdout.as_deref(), Some(&b"before\nafter\n"[..]));
+    for h in [h, other] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    assert!(!moved.exists(), "{} is left", moved.display());
+    w.assert_clean();
+}

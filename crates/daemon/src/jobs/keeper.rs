@@ -47,6 +47,18 @@ pub fn main_if_keeper() -> Option<i32> {
 /// written, 1 if the job could not be started or the status could not be written).
 pub fn run(dir: &Path) -> i32 {
     let mut report = detach();
+    // Everything after this goes through an open descriptor of the job dir, so a container
+    // dir renamed or a depot moved while the job runs (recovery finds it again there) loses
+    // neither the job's status nor its pid files.
+    let held = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            report.send(&format!("error open the job dir {}: {e}", dir.display()));
+            return 1;
+        }
+    };
+    let followed = std::path::PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    let dir = followed.as_path();
     let started = match start(dir) {
         Ok(s) => s,
         Err(msg) => {

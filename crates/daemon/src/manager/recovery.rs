@@ -1,8 +1,10 @@
 //! Recovery (SPEC 3.11): taking back the containers a previous daemon left in the depot, and
-//! tearing down those that cannot be taken back.
+//! tearing down those that cannot be taken back; and taking back live containers whose dir
+//! is no longer in the depot under its id (the depot moved, a dir was renamed), wherever the
+//! host's mount table shows it now.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
@@ -44,8 +46,14 @@ impl Manager {
             self.ensure_firewall().await?;
         }
         let mut max_job = 0;
+        let mut seen = HashSet::new();
         for dir in dirs {
-            match self.recover_one(&dir).await {
+            let id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            seen.insert(id.clone());
+            match self.recover_one(&dir, &id).await {
                 Ok((c, jobs_max)) => {
                     max_job = max_job.max(jobs_max);
                     tracing::info!(handle = %c.handle, id = %c.id, "container recovered");
@@ -57,16 +65,88 @@ impl Manager {
                 }
             }
         }
+        for dir in self.moved_container_dirs(&depot, &seen) {
+            let Ok(snap) = Snapshot::load(&dir) else {
+                continue;
+            };
+            if !seen.insert(snap.id.clone()) {
+                continue;
+            }
+            match self.recover_one(&dir, &snap.id).await {
+                Ok((c, jobs_max)) => {
+                    max_job = max_job.max(jobs_max);
+                    tracing::warn!(handle = %c.handle, id = %c.id, dir = %dir.display(),
+                        "container recovered from outside the depot (moved or renamed)");
+                    self.arm_grace(&c);
+                }
+                Err(e) => {
+                    // Not ours to tear down (it is not in the depot), but what it holds must
+                    // never go to another container.
+                    tracing::error!(dir = %dir.display(),
+                        "a live container outside the depot cannot be recovered: {e}; its \
+                         network and uid stay out of the pools");
+                    self.networks.remove(Network::containing(snap.network));
+                    self.uids.remove(snap.uid);
+                }
+            }
+        }
         self.next_job.fetch_max(max_job + 1, Ordering::SeqCst);
         Ok(())
     }
 
-    async fn recover_one(&self, dir: &Path) -> Result<(Arc<Container>, u32), Error> {
+    /// The dirs of live containers of this daemon that are not in the depot under their id:
+    /// each container's netns file is a mount, at `<its dir>/netns` wherever the dir has
+    /// gone since (a rename moves the mounts with it). `seen`: the ids the depot scan
+    /// handled.
+    fn moved_container_dirs(&self, depot: &Path, seen: &HashSet<String>) -> Vec<PathBuf> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut dirs = Vec::new();
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            if right.split(' ').next() != Some("nsfs") {
+                continue;
+            }
+            let Some(point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            let point = PathBuf::from(unescape_mount_field(point));
+            if point.file_name().is_none_or(|n| n != "netns") {
+                continue;
+            }
+            let Some(dir) = point.parent() else { continue };
+            let name = dir.file_name().map(|n| n.to_string_lossy().to_string());
+            if dir.parent() == Some(depot) && name.as_ref().is_some_and(|n| seen.contains(n)) {
+                continue;
+            }
+            let Ok(snap) = Snapshot::load(dir) else {
+                continue;
+            };
+            // Ours, not another daemon's on the same host: its cgroups are under our parent
+            // (`<cgroup_parent>/<id>` in every hierarchy) and its host interface has our
+            // prefix.
+            let host_if = net::host_iface(&self.config.network.interface_prefix, &snap.id);
+            let under_us = Path::new(&self.config.server.cgroup_parent).join(&snap.id);
+            let ours = runtime::load(&dir.join("run"), &snap.id).is_some_and(|c| {
+                c.init_alive()
+                    && !c.state.cgroup_paths.is_empty()
+                    && c.state
+                        .cgroup_paths
+                        .values()
+                        .all(|p| p.ends_with(&under_us))
+            });
+            if ours && Path::new("/sys/class/net").join(&host_if).exists() {
+                dirs.push(dir.to_path_buf());
+            }
+        }
+        dirs
+    }
+
+    /// Takes back the container in `dir`, whose snapshot must be of container `id`.
+    async fn recover_one(&self, dir: &Path, id: &str) -> Result<(Arc<Container>, u32), Error> {
         let snap = Snapshot::load(dir)?;
-        let id = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let id = id.to_string();
         if snap.id != id {
             return Err(Error::Invalid(format!(
                 "snapshot id {} does not match the dir",
@@ -218,4 +298,24 @@ impl Manager {
             tracing::warn!(dir = %dir.display(), "{e}");
         }
     }
+}
+
+/// A mountinfo path field: spaces, tabs, newlines and backslashes are octal escapes.
+fn unescape_mount_field(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
