@@ -435,7 +435,12 @@ fn a_container_whose_dir_was_moved_is_found_again_and_keeps_what_it_holds() {
 
     w.spawn();
     let mut c = w.client();
-    assert_eq!(c.list().unwrap().handles, std::slice::from_ref(&h), "{}", w.log_text());
+    assert_eq!(
+        c.list().unwrap().handles,
+        std::slice::from_ref(&h),
+        "{}",
+        w.log_text()
+    );
     let info = c.info(InfoRequest { handle: h.clone() }).unwrap();
     assert_eq!(
         info.container_path.as_deref(),
@@ -465,5 +470,56 @@ fn a_container_whose_dir_was_moved_is_found_again_and_keeps_what_it_holds() {
         c.destroy(DestroyRequest { handle: h }).unwrap();
     }
     assert!(!moved.exists(), "{} is left", moved.display());
+    w.assert_clean();
+}
+
+#[test]
+fn a_daemon_whose_pool_overlaps_another_wardends_table_refuses_to_start() {
+    // A daemon's table outlives it (its containers stay fenced); another daemon on the same
+    // pool under another table name would have its containers' traffic rejected by it.
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    drop(c);
+    assert_eq!(w.terminate(), Some(0));
+    let other_table = format!("{}_other", w.nft_table);
+    let config = std::fs::read_to_string(w.dir.path().join("wardend.yml"))
+        .unwrap()
+        .replace(
+            &format!("nftables_table: {}", w.nft_table),
+            &format!("nftables_table: {other_table}"),
+        );
+    let path = w.dir.path().join("other.yml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(WARDEND)
+        .arg("--config")
+        .arg(&path)
+        .arg("--socket")
+        .arg(w.dir.path().join("other.sock"))
+        .arg("--depot")
+        .arg(w.dir.path().join("other-depot"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("network.pool_network")
+            && err.contains(&format!("nftables table ip {}", w.nft_table)),
+        "{err}"
+    );
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains(&other_table),
+        "the refused daemon made its table"
+    );
+    // The same table by name is taken over: the first daemon starts again on it.
+    w.spawn();
+    let mut c = w.client();
+    let h = create(&mut c);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
     w.assert_clean();
 }

@@ -181,6 +181,23 @@ impl Manager {
         write_executable(&init, INIT_BINARY)?;
         let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
             .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
+        let (table, pool) = (
+            config.network.nftables_table.clone(),
+            config.network.pool_network,
+        );
+        let other = tokio::task::spawn_blocking(move || {
+            net::firewall::foreign_overlapping_table(&table, pool)
+        })
+        .await?;
+        if let Some((name, theirs)) = other.map_err(|e| anyhow::anyhow!("{e}"))? {
+            anyhow::bail!(
+                "config key network.pool_network: {pool} overlaps the pool {theirs} of the \
+                 nftables table ip {name}, which another wardend made and whose rules would \
+                 reject these containers' traffic: use another pool, set \
+                 network.nftables_table: {name} to take that table over, or remove it \
+                 (nft delete table ip {name}) if no daemon uses it"
+            );
+        }
         let registry = Arc::new(Registry::new());
         let manager = Arc::new_cyclic(|this| Manager {
             networks: NetworkPool::from_config(&config.network),

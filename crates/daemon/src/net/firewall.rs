@@ -95,6 +95,50 @@ pub fn install(table: &str, net: &NetworkConfig) -> Result<(), FirewallError> {
     nft(&ruleset(table, net), table).map(drop)
 }
 
+/// Another wardend's table (one with our maps `out_chains` and `in_ports`) whose pool
+/// overlaps `pool`: its name and its pool. Its forward chain would reject what our containers
+/// send (every base chain on the hook sees each packet, and a reject in any drops it), so
+/// net_out would silently fail; the daemon refuses to start instead.
+pub fn foreign_overlapping_table(
+    table: &str,
+    pool: Ipv4Cidr,
+) -> Result<Option<(String, Ipv4Cidr)>, FirewallError> {
+    let text = nft("list ruleset ip\n", table)?;
+    Ok(overlapping_in(&text, table, pool))
+}
+
+/// [`foreign_overlapping_table`] on the text of `list ruleset ip`.
+fn overlapping_in(ruleset: &str, ours: &str, pool: Ipv4Cidr) -> Option<(String, Ipv4Cidr)> {
+    let overlaps = |p: Ipv4Cidr| pool.contains(p.addr()) || p.contains(pool.addr());
+    let (mut name, mut is_warden, mut their_pool) = (None::<String>, false, None);
+    for line in ruleset.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("table ip ") {
+            name = rest.strip_suffix(" {").map(str::to_string);
+            is_warden = false;
+            their_pool = None;
+        } else if line == "map out_chains {" {
+            is_warden = true;
+        } else if let Some(rest) = line.strip_prefix("ip saddr ") {
+            // The postrouting rule: `ip saddr P ip daddr != P masquerade`.
+            if let Some((p, tail)) = rest.split_once(' ') {
+                if tail.ends_with("masquerade") {
+                    their_pool = p.parse::<Ipv4Cidr>().ok().or_else(|| {
+                        p.parse::<std::net::Ipv4Addr>()
+                            .ok()
+                            .and_then(|a| Ipv4Cidr::new(a, 32).ok())
+                    });
+                }
+            }
+        }
+        if let (Some(n), true, Some(p)) = (&name, is_warden, their_pool) {
+            if n != ours && overlaps(p) {
+                return Some((n.clone(), p));
+            }
+        }
+    }
+    None
+}
+
 /// Removes the daemon's table; fine if it is not there.
 pub fn remove(table: &str) -> Result<(), FirewallError> {
     nft(
@@ -361,6 +405,29 @@ pub fn remove_container(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn another_wardends_table_is_found_by_its_maps_and_pool() {
+        let ruleset = "table ip warden {\n\tmap out_chains {\n\t\ttype ipv4_addr : verdict\n\t}\n\
+            \tchain postrouting {\n\t\tip saddr 10.254.0.0/24 ip daddr != 10.254.0.0/24 masquerade\n\t}\n}\n\
+            table ip nat {\n\tchain postrouting {\n\t\tip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 masquerade\n\t}\n}\n\
+            table ip mine {\n\tmap out_chains {\n\t}\n\tchain postrouting {\n\t\tip saddr 10.2.0.0/24 ip daddr != 10.2.0.0/24 masquerade\n\t}\n}\n";
+        let cidr = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+        // Inside, around and beside the other daemon's pool.
+        assert_eq!(
+            overlapping_in(ruleset, "mine", cidr("10.254.0.0/26")),
+            Some(("warden".to_string(), cidr("10.254.0.0/24")))
+        );
+        assert!(overlapping_in(ruleset, "mine", cidr("10.254.0.0/16")).is_some());
+        assert_eq!(overlapping_in(ruleset, "mine", cidr("10.254.1.0/24")), None);
+        // Not a wardend's table (no out_chains map), and our own table, are no conflict.
+        assert_eq!(overlapping_in(ruleset, "mine", cidr("10.1.2.0/24")), None);
+        assert_eq!(
+            overlapping_in(ruleset, "warden", cidr("10.254.0.0/24")),
+            None
+        );
+        assert_eq!(overlapping_in(ruleset, "mine", cidr("10.2.0.0/24")), None);
+    }
+
     use super::*;
 
     #[test]

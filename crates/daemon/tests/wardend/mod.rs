@@ -69,9 +69,21 @@ impl Wardend {
         let depot = dir.path().join("depot");
         let cgroup_parent = format!("warden-e2e-{pid}-{n}");
         let nft_table = format!("warden_e2e_{pid}_{n}");
-        // A /24 of 10.240.0.0/12 per test, from the pid and a counter.
-        let k = (pid.wrapping_mul(7) + n * 131) % 4096;
-        let pool = format!("10.{}.{}.0/{prefix_len}", 240 + k / 256, k % 256);
+        // A /24 of 10.240.0.0/12 per test, from the pid and a counter, past the default pool
+        // (10.254.0.0/22, of daemons run with the default config) and any pool an nftables
+        // table on the host masquerades (another test's daemon, running or left over):
+        // wardend refuses to start on a pool another wardend's table covers.
+        let taken = pools_in_use();
+        let mut k = (pid.wrapping_mul(7) + n * 131) % 4096;
+        let pool = loop {
+            let (b, c) = (240 + k / 256, k % 256);
+            let candidate = format!("10.{b}.{c}.0");
+            let default_pool = b == 254 && c < 4;
+            if !default_pool && !taken.contains(&candidate) {
+                break format!("{candidate}/{prefix_len}");
+            }
+            k = (k + 1) % 4096;
+        };
         let socket = dir.path().join("w.sock");
         let config = dir.path().join("wardend.yml");
         let mut text = format!(
@@ -375,4 +387,22 @@ pub fn fill_memory_until_oom(c: &mut Client, handle: &str) {
         assert!(Instant::now() < deadline, "no OOM seen: {i:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The /24s (as `a.b.c.0`) of the pools that the host's nftables tables masquerade.
+fn pools_in_use() -> Vec<String> {
+    let out = Command::new("nft")
+        .args(["list", "ruleset", "ip"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter(|l| l.contains("masquerade"))
+        .filter_map(|l| l.trim().strip_prefix("ip saddr ")?.split(['/', ' ']).next())
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .map(|a| {
+            let o = a.octets();
+            format!("{}.{}.{}.0", o[0], o[1], o[2])
+        })
+        .collect()
 }
