@@ -2,9 +2,10 @@
 //! and counting on from where it stopped; `--leave-running`; and bad input, which must fail
 //! clearly and leave everything as it was.
 //!
-//! The container's stdio are pipes, as conmon gives them: CRIU cannot dump a file of the
-//! host's that the container's mount namespace does not have, and a restore puts its own
-//! stdio in place of the pipes the checkpoint recorded (descriptors.json).
+//! The container's stdio are what conmon gives: the host's /dev/null (which the init trades
+//! for the container's own: CRIU cannot dump a file on a mount the container's namespace does
+//! not have) and pipes, for which a restore puts its own stdio in place of the ones the
+//! checkpoint recorded (descriptors.json).
 //!
 //! Where CRIU cannot work (`criu check` fails: this development host's 6.18 kernel, where
 //! Debian's CRIU 3.17.1 stops at `vdso: Unexpected rt vDSO area bounds`), the CRIU tests
@@ -14,49 +15,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-
-/// Why CRIU cannot work on this machine (`criu check`'s first error), or None if it can.
-fn criu_unusable() -> Option<String> {
-    let out = match std::process::Command::new("criu")
-        .arg("check")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => return Some(format!("criu cannot be run: {e}")),
-    };
-    if out.status.success() {
-        return None;
-    }
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    let first = text
-        .lines()
-        .find(|l| l.contains("Error ("))
-        .unwrap_or(text.trim())
-        .to_string();
-    if std::env::var("WARDEN_REQUIRE_CRIU").as_deref() == Ok("1") {
-        panic!("WARDEN_REQUIRE_CRIU=1 but `criu check` fails here:\n{text}");
-    }
-    Some(first)
-}
-
-/// The message part of a CRIU error line: `Error (criu/vdso.c:381): vdso: ...` → `vdso: ...`.
-fn criu_message(line: &str) -> &str {
-    line.split_once("): ")
-        .map(|(_, m)| m)
-        .unwrap_or(line)
-        .trim()
-}
 
 /// A reader thread collecting what a pipe carries until every writer is gone.
 struct Collector {
@@ -99,49 +65,36 @@ impl Collector {
     }
 }
 
-/// Pipes for fds 0-2 of a `warden-runc` command and the container it starts.
+/// stdio for a `warden-runc` command and the container it starts, as conmon gives them:
+/// stdin the host's /dev/null (the harness's), stdout and stderr pipes.
 struct Stdio3 {
-    stdin: Option<std::io::PipeWriter>,
-    ends: Option<(
-        std::io::PipeReader,
-        std::io::PipeWriter,
-        std::io::PipeWriter,
-    )>,
+    ends: Option<(std::io::PipeWriter, std::io::PipeWriter)>,
     out: Collector,
     err: Collector,
 }
 
 impl Stdio3 {
     fn new() -> Stdio3 {
-        let (r0, w0) = std::io::pipe().unwrap();
         let (r1, w1) = std::io::pipe().unwrap();
         let (r2, w2) = std::io::pipe().unwrap();
         Stdio3 {
-            stdin: Some(w0),
-            ends: Some((r0, w1, w2)),
+            ends: Some((w1, w2)),
             out: Collector::new(r1),
             err: Collector::new(r2),
         }
     }
 
-    /// Runs `warden-runc ARGS` with these pipes as its stdio (the ends it gets are closed
-    /// here once it runs, so the collectors see EOF when the container's are gone).
+    /// Runs `warden-runc ARGS` with these pipes as its stdout and stderr (the ends it gets
+    /// are closed here once it runs, so the collectors see EOF when the container's are
+    /// gone).
     fn runc(&mut self, env: &Env, args: &[&str]) -> i32 {
-        let (r0, w1, w2) = self.ends.take().expect("Stdio3 used once");
+        let (w1, w2) = self.ends.take().expect("Stdio3 used once");
         let out = env
             .spawn_with(args, |c| {
-                c.stdin(r0).stdout(w1).stderr(w2);
+                c.stdout(w1).stderr(w2);
             })
             .wait(Duration::from_secs(120));
         out.code
-    }
-}
-
-impl Drop for Stdio3 {
-    fn drop(&mut self) {
-        if let Some(mut w) = self.stdin.take() {
-            let _ = w.flush();
-        }
     }
 }
 
@@ -226,7 +179,8 @@ fn a_counter_checkpointed_killed_and_restored_counts_on() {
     let fds: Vec<String> =
         serde_json::from_slice(&std::fs::read(img.join("descriptors.json")).unwrap()).unwrap();
     assert_eq!(fds.len(), 3, "{fds:?}");
-    assert!(fds.iter().all(|f| f.starts_with("pipe:")), "{fds:?}");
+    assert_eq!(fds[0], "/dev/null", "{fds:?}");
+    assert!(fds[1..].iter().all(|f| f.starts_with("pipe:")), "{fds:?}");
     let before = io.out.numbers();
     let last = *before.last().unwrap();
     assert_eq!(before, (1..=last).collect::<Vec<_>>());
@@ -452,5 +406,28 @@ fn features_say_checkpoint_is_there() {
     assert_eq!(
         f["annotations"]["org.opencontainers.runc.checkpoint.enabled"], "true",
         "{f:#}"
+    );
+}
+
+/// A container started with the host's /dev/null as stdin (`< /dev/null`, conmon) has its
+/// own /dev/null there: an fd on a mount of its own mount namespace, which CRIU can dump.
+#[test]
+fn stdin_on_the_hosts_dev_null_becomes_the_containers() {
+    let env = Env::new("ckpt-devnull");
+    let out = env.run_ok(&[
+        "sh",
+        "-c",
+        "grep mnt_id /proc/self/fdinfo/0; cat /proc/self/mountinfo",
+    ]);
+    let text = out.stdout;
+    let mnt_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no mnt_id in\n{text}"));
+    assert!(
+        text.lines()
+            .any(|l| l.split(' ').next() == Some(mnt_id) && l.split(' ').nth(4) == Some("/dev")),
+        "fd 0 is on mount {mnt_id}, which is not the container's /dev:\n{text}"
     );
 }
