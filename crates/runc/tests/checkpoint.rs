@@ -88,13 +88,15 @@ impl Stdio3 {
     /// are closed here once it runs, so the collectors see EOF when the container's are
     /// gone).
     fn runc(&mut self, env: &Env, args: &[&str]) -> i32 {
+        self.spawn(env, args).wait(Duration::from_secs(120)).code
+    }
+
+    /// `runc`, without waiting.
+    fn spawn(&mut self, env: &Env, args: &[&str]) -> Running {
         let (w1, w2) = self.ends.take().expect("Stdio3 used once");
-        let out = env
-            .spawn_with(args, |c| {
-                c.stdout(w1).stderr(w2);
-            })
-            .wait(Duration::from_secs(120));
-        out.code
+        env.spawn_with(args, |c| {
+            c.stdout(w1).stderr(w2);
+        })
     }
 }
 
@@ -240,7 +242,7 @@ fn a_counter_checkpointed_killed_and_restored_counts_on() {
 #[test]
 fn leave_running_keeps_the_container_counting() {
     let env = Env::new("ckpt-leave");
-    let (id, _b, io) = counting(&env);
+    let (id, b, io) = counting(&env);
     // podman's flags.
     let flags = ["--leave-running", "--tcp-established", "--file-locks"];
     if let Some(reason) = criu_unusable() {
@@ -269,6 +271,49 @@ fn leave_running_keeps_the_container_counting() {
     let nums = io.out.numbers();
     assert_eq!(nums, (1..=*nums.last().unwrap()).collect::<Vec<_>>());
     env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+
+    // The image restores, here in the foreground: `restore` stays with the container,
+    // as `run` does, and returns its exit code once it is killed, deleting it.
+    let mut io2 = Stdio3::new();
+    let mut fg = io2.spawn(
+        &env,
+        &[
+            "restore",
+            "--image-path",
+            img.to_str().unwrap(),
+            "-b",
+            b.to_str().unwrap(),
+            &id,
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || io2.out.numbers().len() >= 3),
+        "the restored counter does not count: {:?} {}\n--- restore.log\n{}",
+        io2.out.text(),
+        io2.err.text(),
+        log_tail(&img.join("restore.log"))
+    );
+    let again = io2.out.numbers();
+    assert!(
+        again[0] > 1 && again[0] <= *nums.last().unwrap() + 1,
+        "{again:?}"
+    );
+    assert_eq!(again[..3], [again[0], again[0] + 1, again[0] + 2]);
+    assert_eq!(env.status(&id), "running");
+    // exec works in a restored container.
+    let out = env.runc(&["exec", &id, "cat", "/proc/1/cmdline"]).ok();
+    assert!(out.stdout.starts_with("sh\0-c\0"), "{:?}", out.stdout);
+    env.runc(&["kill", &id, "KILL"]).ok();
+    let (st, _) = fg.finish(Duration::from_secs(20));
+    assert_eq!(
+        st.map(exit_code),
+        Some(137),
+        "foreground restore: {}",
+        io2.err.text()
+    );
+    env.runc(&["state", &id])
+        .fails_with("container does not exist");
     env.assert_clean(&id);
 }
 
@@ -372,6 +417,25 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         &fresh,
     ])
     .fails_with("cannot run CRIU /nonexistent: No such file or directory");
+    // CRIU fails the restore itself (an empty inventory.img), after the state dir, the
+    // cgroup and the root mount are made: all of them go, and CRIU's reason is in the error.
+    let work = env.dir().join("work");
+    let err = env
+        .runc(&[
+            "restore",
+            "-d",
+            "--image-path",
+            imgs,
+            "--work-path",
+            work.to_str().unwrap(),
+            "-b",
+            bs,
+            &fresh,
+        ])
+        .fails_with(&format!("restore of {fresh}: criu failed"));
+    assert!(err.contains("CRIU says: "), "{err}");
+    env.assert_clean(&fresh);
+    assert!(work.join("restore.log").is_file());
     // No checkpoint there.
     let empty = env.dir().join("empty");
     std::fs::create_dir(&empty).unwrap();
