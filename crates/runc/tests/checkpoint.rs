@@ -475,23 +475,45 @@ fn features_say_checkpoint_is_there() {
 
 /// A container started with the host's /dev/null as stdin (`< /dev/null`, conmon) has its
 /// own /dev/null there: an fd on a mount of its own mount namespace, which CRIU can dump.
+/// Also in a user namespace, where that /dev/null is the host's node bound in.
 #[test]
 fn stdin_on_the_hosts_dev_null_becomes_the_containers() {
     let env = Env::new("ckpt-devnull");
-    let out = env.run_ok(&[
-        "sh",
-        "-c",
-        "grep mnt_id /proc/self/fdinfo/0; cat /proc/self/mountinfo",
-    ]);
-    let text = out.stdout;
-    let mnt_id = text
-        .lines()
-        .find_map(|l| l.strip_prefix("mnt_id:"))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no mnt_id in\n{text}"));
-    assert!(
-        text.lines()
-            .any(|l| l.split(' ').next() == Some(mnt_id) && l.split(' ').nth(4) == Some("/dev")),
-        "fd 0 is on mount {mnt_id}, which is not the container's /dev:\n{text}"
-    );
+    for userns in [false, true] {
+        let out = env
+            .run_container(&[], |s| {
+                s["process"]["args"] = json!([
+                    "sh",
+                    "-c",
+                    "grep mnt_id /proc/self/fdinfo/0; cat /proc/self/mountinfo"
+                ]);
+                if userns {
+                    s["linux"]["namespaces"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"type": "user"}));
+                    s["linux"]["uidMappings"] =
+                        json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+                    s["linux"]["gidMappings"] =
+                        json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+                }
+            })
+            .ok();
+        let text = out.stdout;
+        let mnt_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("mnt_id:"))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no mnt_id in\n{text}"));
+        let point = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(mnt_id))
+            .and_then(|l| l.split(' ').nth(4));
+        let want = if userns { "/dev/null" } else { "/dev" };
+        assert_eq!(
+            point,
+            Some(want),
+            "user namespace {userns}: fd 0 is on mount {mnt_id}, not the container's {want}:\n{text}"
+        );
+    }
 }

@@ -213,10 +213,9 @@ pub fn reopen_dev_null() -> Result<()> {
     }
     for fd in 0..3 {
         let Some(st) = stat(fd) else { continue };
-        if st.st_mode & libc::S_IFMT == libc::S_IFCHR
-            && st.st_rdev == want.st_rdev
-            && (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino)
-        {
+        // By device number alone, as runc: in a user namespace the container's /dev/null is
+        // the host's node bound in, the same inode on a mount of the container's.
+        if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == want.st_rdev {
             // SAFETY: dup3 of our own fd onto a stdio fd.
             if unsafe { libc::dup3(std::os::fd::AsRawFd::as_raw_fd(&null), fd, 0) } < 0 {
                 return Err(Error::sys(
