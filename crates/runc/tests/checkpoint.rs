@@ -31,7 +31,7 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(r: std::io::PipeReader) -> Collector {
+    fn new(r: impl std::io::Read + Send + 'static) -> Collector {
         let text = Arc::new(Mutex::new(String::new()));
         let t = text.clone();
         let thread = std::thread::spawn(move || {
@@ -88,7 +88,7 @@ impl Stdio3 {
     /// are closed here once it runs, so the collectors see EOF when the container's are
     /// gone).
     fn runc(&mut self, env: &Env, args: &[&str]) -> i32 {
-        self.spawn(env, args).wait(Duration::from_secs(120)).code
+        self.spawn(env, args).wait(CRIU_TIMEOUT).code
     }
 
     /// `runc`, without waiting.
@@ -98,6 +98,19 @@ impl Stdio3 {
             c.stdout(w1).stderr(w2);
         })
     }
+}
+
+/// CRIU in the emulated v2 lane, on a shared machine, can take far longer than the
+/// harness's 30 s for one command.
+const CRIU_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// How long a counter may take to print a few numbers, or a pipe to close: the emulated
+/// lane's guest on a loaded machine can take many seconds for one fork and exec.
+const SLOW: Duration = Duration::from_secs(120);
+
+/// `warden-runc ARGS` for a command that runs CRIU.
+fn criu_runc(env: &Env, args: &[&str]) -> Out {
+    env.spawn(args).wait(CRIU_TIMEOUT)
 }
 
 const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done";
@@ -112,7 +125,7 @@ fn counting(env: &Env) -> (String, PathBuf, Stdio3) {
     let code = io.runc(env, &["run", "-d", "-b", b.to_str().unwrap(), &id]);
     assert_eq!(code, 0, "run -d failed: {}", io.err.text());
     assert!(
-        wait_until(Duration::from_secs(20), || io.out.numbers().len() >= 3),
+        wait_until(SLOW, || io.out.numbers().len() >= 3),
         "the counter does not count: {:?} {}",
         io.out.text(),
         io.err.text()
@@ -133,35 +146,133 @@ fn assert_fails_with_criu_reason(env: &Env, id: &str, io: &Stdio3, reason: &str,
     let mut args = vec!["checkpoint", "--image-path", img.to_str().unwrap()];
     args.extend_from_slice(flags);
     args.push(id);
-    let err = env.runc(&args).fails_with(criu_message(reason));
+    let err = criu_runc(env, &args).fails_with(criu_message(reason));
     assert!(err.contains("CRIU says"), "{err}");
     assert!(!img.exists(), "a failed checkpoint left {}", img.display());
     assert_eq!(env.status(id), "running");
     let n = io.out.numbers().len();
     assert!(
-        wait_until(Duration::from_secs(10), || io.out.numbers().len() > n),
+        wait_until(SLOW, || io.out.numbers().len() > n),
         "the container stopped counting after a failed checkpoint"
     );
     eprintln!("CRIU cannot work here ({reason}): checked that checkpoint fails with that reason");
 }
 
+/// runc on the same scenario first, which shows it is sound here: where CRIU works, runc's
+/// counter goes on from where it stopped too; where it does not, runc's checkpoint fails for
+/// the same reason (in the dump.log it leaves). Where CRIU works, only with
+/// `WARDEN_CKPT_RUNC_FIRST=1`: in the v2 lane two runs with runc first timed out (not
+/// diagnosed yet, see docs/runtime.md; without runc first they pass).
+fn runc_first(env: &Env, reason: Option<&str>) {
+    if reason.is_none() && std::env::var("WARDEN_CKPT_RUNC_FIRST").as_deref() != Ok("1") {
+        return;
+    }
+    use std::process::{Command, Stdio};
+    if Command::new("runc").arg("--version").output().is_err() {
+        eprintln!("runc is not installed: not compared");
+        return;
+    }
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| s["process"]["args"] = json!(["sh", "-c", COUNTER]));
+    let root = env.dir().join("runc-root");
+    let img = env.dir().join("runc-img");
+    let runc = |args: &[&str]| {
+        Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Like Stdio3, for runc: its stdout and stderr become the container's.
+    let start = |args: &[&str]| {
+        let (r1, w1) = std::io::pipe().unwrap();
+        let (r2, w2) = std::io::pipe().unwrap();
+        let st = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(w1)
+            .stderr(w2)
+            .status()
+            .unwrap();
+        let (out, err) = (Collector::new(r1), Collector::new(r2));
+        assert!(
+            wait_until(SLOW, || !st.success() || out.numbers().len() >= 3),
+            "runc {args:?}: the counter does not count: {}",
+            err.text()
+        );
+        assert!(st.success(), "runc {args:?}: {}", err.text());
+        (out, err)
+    };
+    let bs = b.to_str().unwrap();
+    let (out, _err) = start(&["run", "-d", "-b", bs, &id]);
+    let ck = runc(&["checkpoint", "--image-path", img.to_str().unwrap(), &id]);
+    if let Some(reason) = reason {
+        let log = std::fs::read_to_string(img.join("dump.log")).unwrap_or_default();
+        assert!(!ck.status.success(), "runc checkpointed where CRIU cannot");
+        assert!(
+            log.contains(criu_message(reason)),
+            "runc's dump.log:\n{log}"
+        );
+        let del = runc(&["delete", "--force", &id]);
+        assert!(
+            del.status.success(),
+            "{}",
+            String::from_utf8_lossy(&del.stderr)
+        );
+        eprintln!("runc's checkpoint fails here too: {reason}");
+        return;
+    }
+    assert!(
+        ck.status.success(),
+        "runc checkpoint: {}\n--- dump.log\n{}",
+        String::from_utf8_lossy(&ck.stderr),
+        log_tail(&img.join("dump.log"))
+    );
+    assert!(wait_until(SLOW, || out.closed()));
+    let last = *out.numbers().last().unwrap();
+    let (again, _err) = start(&[
+        "restore",
+        "-d",
+        "--image-path",
+        img.to_str().unwrap(),
+        "-b",
+        bs,
+        &id,
+    ]);
+    assert_eq!(again.numbers()[0], last + 1, "runc's restored counter");
+    let del = runc(&["delete", "--force", &id]);
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+}
+
 #[test]
 fn a_counter_checkpointed_killed_and_restored_counts_on() {
     let env = Env::new("ckpt-counter");
+    runc_first(&env, criu_unusable().as_deref());
     let (id, b, io) = counting(&env);
     if let Some(reason) = criu_unusable() {
         return assert_fails_with_criu_reason(&env, &id, &io, &reason, &[]);
     }
     let img = env.dir().join("img");
     let work = env.dir().join("work");
-    let out = env.runc(&[
-        "checkpoint",
-        "--image-path",
-        img.to_str().unwrap(),
-        "--work-path",
-        work.to_str().unwrap(),
-        &id,
-    ]);
+    let out = criu_runc(
+        &env,
+        &[
+            "checkpoint",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+            &id,
+        ],
+    );
     assert_eq!(
         out.code,
         0,
@@ -171,7 +282,7 @@ fn a_counter_checkpointed_killed_and_restored_counts_on() {
     );
     // CRIU killed the tree, and the checkpoint removed the container.
     assert!(
-        wait_until(Duration::from_secs(10), || io.out.closed()),
+        wait_until(SLOW, || io.out.closed()),
         "the container's stdout is still open after the checkpoint"
     );
     env.runc(&["state", &id])
@@ -210,7 +321,7 @@ fn a_counter_checkpointed_killed_and_restored_counts_on() {
         log_tail(&work.join("restore.log"))
     );
     assert!(
-        wait_until(Duration::from_secs(20), || io2.out.numbers().len() >= 3),
+        wait_until(SLOW, || io2.out.numbers().len() >= 3),
         "the restored counter does not count: {:?} {}",
         io2.out.text(),
         io2.err.text()
@@ -252,7 +363,7 @@ fn leave_running_keeps_the_container_counting() {
     let mut args = vec!["checkpoint", "--image-path", img.to_str().unwrap()];
     args.extend_from_slice(&flags);
     args.push(&id);
-    let out = env.runc(&args);
+    let out = criu_runc(&env, &args);
     assert_eq!(
         out.code,
         0,
@@ -265,7 +376,7 @@ fn leave_running_keeps_the_container_counting() {
     assert_eq!(env.status(&id), "running");
     let n = io.out.numbers().len();
     assert!(
-        wait_until(Duration::from_secs(10), || io.out.numbers().len() > n + 2),
+        wait_until(SLOW, || io.out.numbers().len() > n + 2),
         "the container stopped counting after checkpoint --leave-running"
     );
     let nums = io.out.numbers();
@@ -288,7 +399,7 @@ fn leave_running_keeps_the_container_counting() {
         ],
     );
     assert!(
-        wait_until(Duration::from_secs(30), || io2.out.numbers().len() >= 3),
+        wait_until(SLOW, || io2.out.numbers().len() >= 3),
         "the restored counter does not count: {:?} {}\n--- restore.log\n{}",
         io2.out.text(),
         io2.err.text(),
@@ -420,8 +531,9 @@ fn bad_input_fails_clearly_and_changes_nothing() {
     // CRIU fails the restore itself (an empty inventory.img), after the state dir, the
     // cgroup and the root mount are made: all of them go, and CRIU's reason is in the error.
     let work = env.dir().join("work");
-    let err = env
-        .runc(&[
+    let err = criu_runc(
+        &env,
+        &[
             "restore",
             "-d",
             "--image-path",
@@ -431,8 +543,9 @@ fn bad_input_fails_clearly_and_changes_nothing() {
             "-b",
             bs,
             &fresh,
-        ])
-        .fails_with(&format!("restore of {fresh}: criu failed"));
+        ],
+    )
+    .fails_with(&format!("restore of {fresh}: criu failed"));
     assert!(err.contains("CRIU says: "), "{err}");
     env.assert_clean(&fresh);
     assert!(work.join("restore.log").is_file());
@@ -516,4 +629,160 @@ fn stdin_on_the_hosts_dev_null_becomes_the_containers() {
             "user namespace {userns}: fd 0 is on mount {mnt_id}, not the container's {want}:\n{text}"
         );
     }
+}
+
+/// The master a console socket receives, waiting at most `timeout` while `cmd` runs (None if
+/// it ended first or nothing came).
+fn receive_master(
+    listener: &std::os::unix::net::UnixListener,
+    cmd: &mut Running,
+    timeout: Duration,
+) -> Option<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                if cmd.child.try_wait().unwrap().is_some() {
+                    // It may have sent before it exited: one more try.
+                    match listener.accept() {
+                        Ok((s, _)) => break s,
+                        Err(_) => return None,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return None,
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    for c in msg.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just gave us this fd.
+            return Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    None
+}
+
+/// A container with a terminal, checkpointed and restored with `--console-socket`: the
+/// restored counter goes on on the new terminal (CRIU's orphan-pts-master) from where it
+/// stopped.
+#[test]
+fn a_terminal_container_is_restored_onto_a_new_console() {
+    let env = Env::new("ckpt-tty");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s["process"]["terminal"] = json!(true);
+        s["process"]["args"] = json!(["sh", "-c", COUNTER]);
+    });
+    let bs = b.to_str().unwrap();
+    let sock = env.dir().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut run = env.spawn(&[
+        "run",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        bs,
+        &id,
+    ]);
+    let master = receive_master(&listener, &mut run, CMD_TIMEOUT);
+    let out = run.wait(CMD_TIMEOUT).ok();
+    let tty = Collector::new(std::fs::File::from(
+        master.unwrap_or_else(|| panic!("no terminal came: {}", out.describe())),
+    ));
+    assert!(
+        wait_until(SLOW, || tty.numbers().len() >= 3),
+        "the counter does not count on its terminal: {:?}",
+        tty.text()
+    );
+    let img = env.dir().join("img");
+    let work = env.dir().join("work");
+    let ck = criu_runc(
+        &env,
+        &[
+            "checkpoint",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+            &id,
+        ],
+    );
+    if let Some(reason) = criu_unusable() {
+        ck.fails_with(criu_message(&reason));
+        assert!(!img.exists());
+        assert_eq!(env.status(&id), "running");
+        return;
+    }
+    assert_eq!(
+        ck.code,
+        0,
+        "checkpoint failed:\n{}\n--- dump.log\n{}",
+        ck.describe(),
+        log_tail(&work.join("dump.log"))
+    );
+    assert!(
+        wait_until(SLOW, || tty.closed()),
+        "the terminal is still open after the checkpoint"
+    );
+    let last = *tty.numbers().last().unwrap();
+    let sock2 = env.dir().join("console2.sock");
+    let listener2 = std::os::unix::net::UnixListener::bind(&sock2).unwrap();
+    let mut restore = env.spawn(&[
+        "restore",
+        "-d",
+        "--console-socket",
+        sock2.to_str().unwrap(),
+        "--image-path",
+        img.to_str().unwrap(),
+        "--work-path",
+        work.to_str().unwrap(),
+        "-b",
+        bs,
+        &id,
+    ]);
+    let master2 = receive_master(&listener2, &mut restore, Duration::from_secs(60));
+    let out = restore.wait(Duration::from_secs(60));
+    assert_eq!(
+        out.code,
+        0,
+        "restore failed:\n{}\n--- restore.log\n{}",
+        out.describe(),
+        log_tail(&work.join("restore.log"))
+    );
+    let tty2 = Collector::new(std::fs::File::from(
+        master2.expect("the restore sent no terminal to the console socket"),
+    ));
+    assert!(
+        wait_until(SLOW, || tty2.numbers().len() >= 3),
+        "the restored counter does not count on the new terminal: {:?}",
+        tty2.text()
+    );
+    let after = tty2.numbers();
+    assert_eq!(
+        after[..3],
+        [last + 1, last + 2, last + 3],
+        "{:?}",
+        tty2.text()
+    );
+    env.runc(&["kill", &id, "KILL"]).ok();
+    env.wait_status(&id, "stopped", Duration::from_secs(10));
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
 }
