@@ -8,6 +8,7 @@ packages=(
     podman           # drives warden-runc as its OCI runtime in crates/runc/tests/podman.rs
     apparmor         # apparmor_parser: tests/apparmor.rs loads a profile where the kernel enforces AppArmor (the v2 lane)
     docker.io        # dockerd + docker, likewise in crates/runc/tests/docker.rs (its own dockerd)
+    criu             # warden-runc checkpoint/restore (crates/runc/tests/checkpoint.rs; works in the v2 lane's 6.1 kernel)
     tini             # a child subreaper for test harnesses: this host's pid 1 reaps nothing
     iproute2 libseccomp-dev
     nftables libnftables1   # wardend's packet filter (its own table): libnftables in process; nft for the tests

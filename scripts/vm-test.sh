@@ -59,6 +59,18 @@ kimg=$(ls "$kdir"/boot/vmlinuz-* | head -n1)
 # The test binaries, built here (the guest only runs them: cargo would write into target/).
 rootfs=$(scripts/mkrootfs.sh "$cache/rootfs")
 cargo build -q --workspace --bins
+# A lane line is `[NAME=VALUE...] <package> <test target> [arguments]`: the assignments are
+# the test binary's environment (e.g. WARDEN_REQUIRE_CRIU=1, where a test that could skip
+# must not). split_line sets envs, pkgname, target and args from one line.
+split_line() {
+    local rest=$1
+    envs=()
+    while [[ $rest =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*=[^[:space:]]*)[[:space:]]+(.*)$ ]]; do
+        envs+=("${BASH_REMATCH[1]}")
+        rest=${BASH_REMATCH[2]}
+    done
+    read -r pkgname target args <<< "$rest"
+}
 lane=()
 while IFS= read -r line; do
     line=${line%%#*}
@@ -95,7 +107,7 @@ trap 'exit 130' INT TERM
 } > "$out/guest.sh"
 n=0
 for line in "${lane[@]}"; do
-    read -r pkgname target filter <<< "$line"
+    split_line "$line"
     exe=$(cargo test -q -p "$pkgname" --test "$target" --no-run --message-format=json 2>/dev/null |
         jq -r --arg t "$target" 'select(.reason == "compiler-artifact" and .executable != null
             and .target.name == $t and .target.kind == ["test"]) | .executable' |
@@ -103,7 +115,7 @@ for line in "${lane[@]}"; do
     [ -n "$exe" ] || die "cannot build test $target of $pkgname (scripts/vm-lane.txt: $line)"
     n=$((n + 1))
     # Each binary under tini (a subreaper, as on the host) and a time limit of its own.
-    echo "timeout -k 10 600 tini -s -g -- '$exe' $filter > '$out/$n.log' 2>&1; echo \"\$? $pkgname $target\" >> '$out/results'" >> "$out/guest.sh"
+    echo "env ${envs[*]} timeout -k 10 600 tini -s -g -- '$exe' $args > '$out/$n.log' 2>&1; echo \"\$? $pkgname $target\" >> '$out/results'" >> "$out/guest.sh"
 done
 echo "echo done > '$out/finished'" >> "$out/guest.sh"
 chmod +x "$out/guest.sh"
@@ -133,7 +145,7 @@ p=0 f=0 i=0
 n=0
 for line in "${lane[@]}"; do
     n=$((n + 1))
-    read -r pkgname target _ <<< "$line"
+    split_line "$line"
     rc=$(awk -v t="$pkgname $target" '$2 " " $3 == t { print $1; exit }' "$out/results" 2>/dev/null || true)
     counts=$(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { print p+0, f+0, i+0 }' "$out/$n.log" 2>/dev/null || echo "0 0 0")
     read -r tp tf ti <<< "$counts"

@@ -40,7 +40,7 @@ pub struct Global {
     /// runc: `spec --rootless` is the spec command's own flag.
     #[arg(long, value_name = "true|false|auto")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility.
+    /// The CRIU binary `checkpoint` and `restore` run (default: `criu` on PATH).
     #[arg(long, global = true)]
     pub criu: Option<PathBuf>,
 }
@@ -142,6 +142,10 @@ pub enum Command {
     Features,
     /// Change a running (or paused, or created) container's resource limits.
     Update(Box<UpdateArgs>),
+    /// Checkpoint a running container with CRIU (it is removed unless --leave-running).
+    Checkpoint(Box<CheckpointArgs>),
+    /// Restore a container from a CRIU checkpoint.
+    Restore(Box<RestoreArgs>),
     /// Print a container's usage (and OOM kills) as JSON lines until it stops.
     Events {
         id: String,
@@ -214,6 +218,111 @@ pub struct UpdateArgs {
     pub l3_cache_schema: Option<String>,
     #[arg(long = "mem-bw-schema")]
     pub mem_bw_schema: Option<String>,
+}
+
+/// runc 1.1's `checkpoint` flags. Those this runtime does not do are parsed so that they can
+/// be refused by name.
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    pub id: String,
+    /// Where the images go (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Where CRIU writes its log, dump.log (default: the image path).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Keep the container running after the checkpoint.
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Checkpoint established TCP connections.
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow a shell job (a process tree sharing its session with the caller).
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Checkpoint file locks.
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// soft, full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Deduplicate the images against a parent's.
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Refused: incremental checkpoints are not supported.
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<PathBuf>,
+    /// Refused: incremental checkpoints are not supported.
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+    /// Refused.
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+    /// Refused.
+    #[arg(long = "status-fd")]
+    pub status_fd: Option<String>,
+    /// Refused.
+    #[arg(long = "page-server")]
+    pub page_server: Option<String>,
+    /// Refused.
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Vec<String>,
+}
+
+/// runc 1.1's `restore` flags; as for checkpoint, the ones not done are refused by name.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    pub id: String,
+    /// Where the images are (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Where CRIU writes its log, restore.log (default: the image path).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// The bundle of the restored container (default: the current directory).
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return once the container is restored.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket that receives the master end of the restored terminal.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not make this process a child subreaper (foreground restore).
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    /// Accepted for runc compatibility: CRIU sets up the root of the restored tree itself.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<String>,
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Refused.
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Vec<String>,
+    /// Refused.
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+    /// Refused.
+    #[arg(long = "lsm-profile")]
+    pub lsm_profile: Option<String>,
+    /// Refused.
+    #[arg(long = "lsm-mount-context")]
+    pub lsm_mount_context: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use warden_runtime::{spec, state, Container, CreateOptions};
+use warden_runtime::{checkpoint, spec, state, Container, CreateOptions};
 
 use crate::cli::{Cli, Command, CreateArgs, ExecArgs, ListFormat};
 
@@ -54,6 +54,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
             ps_args,
         } => ps(root, id, *format, ps_args).map(|_| 0),
         Command::Update(args) => update(root, args).map(|_| 0),
+        Command::Checkpoint(args) => checkpoint(cli, args).map(|_| 0),
+        Command::Restore(args) => restore(cli, args),
         Command::Events {
             id,
             stats,
@@ -262,6 +264,114 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// Fails naming the first flag that is set of those this runtime does not do.
+fn refuse(flags: &[(bool, &str)]) -> Result<()> {
+    match flags.iter().find(|(set, _)| *set) {
+        Some((_, name)) => bail!("{name} is not supported"),
+        None => Ok(()),
+    }
+}
+
+/// runc's default image path: `checkpoint` in the current directory.
+fn image_path(given: &Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    let p = given
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("checkpoint"));
+    std::path::absolute(&p).with_context(|| format!("resolve {}", p.display()))
+}
+
+fn cgroups_mode(v: &Option<String>) -> Result<Option<checkpoint::CgroupsMode>> {
+    v.as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
+fn checkpoint(cli: &Cli, a: &crate::cli::CheckpointArgs) -> Result<()> {
+    refuse(&[
+        (a.pre_dump, "--pre-dump"),
+        (a.parent_path.is_some(), "--parent-path"),
+        (a.lazy_pages, "--lazy-pages"),
+        (a.status_fd.is_some(), "--status-fd"),
+        (a.page_server.is_some(), "--page-server"),
+        (!a.empty_ns.is_empty(), "--empty-ns"),
+    ])?;
+    let opts = checkpoint::CheckpointOptions {
+        criu: checkpoint::CriuOptions {
+            criu: cli.global.criu.clone(),
+            image_path: image_path(&a.image_path)?,
+            work_path: a.work_path.clone(),
+            tcp_established: a.tcp_established,
+            ext_unix_sk: a.ext_unix_sk,
+            shell_job: a.shell_job,
+            file_locks: a.file_locks,
+            auto_dedup: a.auto_dedup,
+            manage_cgroups_mode: cgroups_mode(&a.manage_cgroups_mode)?,
+        },
+        leave_running: a.leave_running,
+    };
+    Ok(Container::load(&cli.global.root, &a.id)?.checkpoint(&opts)?)
+}
+
+/// runc's `restore`: with `--detach` it returns once the container runs; in the foreground
+/// it stays, as `run` does, passing signals on and returning the container's exit code,
+/// then deletes it.
+fn restore(cli: &Cli, a: &crate::cli::RestoreArgs) -> Result<i32> {
+    refuse(&[
+        (!a.empty_ns.is_empty(), "--empty-ns"),
+        (a.lazy_pages, "--lazy-pages"),
+        (a.lsm_profile.is_some(), "--lsm-profile"),
+        (a.lsm_mount_context.is_some(), "--lsm-mount-context"),
+    ])?;
+    let root = cli.global.root.as_path();
+    let opts = checkpoint::RestoreOptions {
+        criu: checkpoint::CriuOptions {
+            criu: cli.global.criu.clone(),
+            image_path: image_path(&a.image_path)?,
+            work_path: a.work_path.clone(),
+            tcp_established: a.tcp_established,
+            ext_unix_sk: a.ext_unix_sk,
+            shell_job: a.shell_job,
+            file_locks: a.file_locks,
+            auto_dedup: a.auto_dedup,
+            manage_cgroups_mode: cgroups_mode(&a.manage_cgroups_mode)?,
+        },
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        root: root.to_path_buf(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        detach: a.detach,
+    };
+    if a.detach {
+        checkpoint::restore(&opts)?;
+        return Ok(0);
+    }
+    if !a.no_subreaper {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    // CRIU must not inherit a blocked SIGCHLD: block only once it is done, and look for an
+    // init that is gone already (its SIGCHLD came before the block).
+    let restored = checkpoint::restore(&opts)?;
+    let signals = forwarded_signals();
+    signals.thread_block().context("block signals")?;
+    let tty = restored.console.map(crate::tty::Proxy::start).transpose()?;
+    let result = match waitpid(restored.init, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(code),
+        Ok(WaitStatus::Signaled(_, s, _)) => Ok(128 + s as i32),
+        _ => wait_forwarding(restored.init, &signals, tty.as_ref()),
+    };
+    if let Some(tty) = tty {
+        tty.finish();
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals), None);
+    if let Ok(c) = Container::load(root, &a.id) {
+        c.delete(true)?;
+    }
+    result
 }
 
 /// runc's `update`: the `--resources` document, then the flags over it.
@@ -583,7 +693,9 @@ fn features() -> serde_json::Value {
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
-            "io.github.seccomp.libseccomp.version": seccomp::library_version()
+            "io.github.seccomp.libseccomp.version": seccomp::library_version(),
+            // As runc's: checkpoint and restore are there (they need CRIU at run time).
+            "org.opencontainers.runc.checkpoint.enabled": "true"
         }
     })
 }

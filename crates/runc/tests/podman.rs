@@ -1,5 +1,5 @@
 //! podman driving warden-runc as its OCI runtime: run, exit codes, detached run, exec,
-//! update, stop, rm. podman gets its own storage (vfs: no mounts) and run root in a temp dir, an image made
+//! update, stop, rm, checkpoint and restore. podman gets its own storage (vfs: no mounts) and run root in a temp dir, an image made
 //! from the busybox rootfs with `podman import` (no registry), and no network. Skipped, with
 //! a message, where podman is not installed.
 
@@ -251,5 +251,76 @@ fn podman_runs_containers_through_warden_runc() {
     let out = p.run(&["inspect", "--format", "{{.State.Status}}", "wr-detached"]);
     assert_eq!(text(&out.stdout), "exited");
     let out = p.run(&["rm", "wr-detached"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The numbers a counting container has printed, from `podman logs`.
+fn logged_numbers(p: &Podman, name: &str) -> Vec<u64> {
+    let out = p.run(&["logs", name]);
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// `podman container checkpoint` and `restore` (podman runs `checkpoint --image-path
+/// --work-path`, and conmon `restore --bundle --image-path --work-path --detach --pid-file`):
+/// a counter goes on from where it stopped. Where CRIU cannot work, the checkpoint fails with
+/// CRIU's reason and the container runs on.
+#[test]
+fn podman_checkpoints_and_restores_through_warden_runc() {
+    let Some(p) = Podman::new() else { return };
+    let name = "wr-ckpt";
+    let counter = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done";
+    let out = p.container(
+        &["-d", "--name", name, "--log-driver", "k8s-file"],
+        &["sh", "-c", counter],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(20), || {
+            logged_numbers(&p, name).len() >= 3
+        }),
+        "the counter does not count"
+    );
+    let out = p.run(&["container", "checkpoint", name]);
+    if let Some(reason) = common::criu_unusable() {
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "checkpoint worked where CRIU cannot");
+        assert!(err.contains(common::criu_message(&reason)), "{err}");
+        let out = p.run(&["inspect", "--format", "{{.State.Status}}", name]);
+        assert_eq!(text(&out.stdout), "running", "{}", text(&out.stderr));
+        eprintln!("CRIU cannot work here ({reason}): checked that podman's checkpoint fails so");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "podman checkpoint: {}",
+        text(&out.stderr)
+    );
+    let out = p.run(&["inspect", "--format", "{{.State.Status}}", name]);
+    assert_eq!(text(&out.stdout), "exited", "{}", text(&out.stderr));
+    let before = logged_numbers(&p, name);
+    let out = p.run(&["container", "restore", name]);
+    assert!(
+        out.status.success(),
+        "podman restore: {}",
+        text(&out.stderr)
+    );
+    let out = p.run(&["inspect", "--format", "{{.State.Status}}", name]);
+    assert_eq!(text(&out.stdout), "running", "{}", text(&out.stderr));
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(20), || {
+            logged_numbers(&p, name).len() >= before.len() + 3
+        }),
+        "the restored counter does not count: {:?}",
+        logged_numbers(&p, name)
+    );
+    // One run of numbers, 1 to n: restored, not restarted (that would begin at 1 again).
+    let all = logged_numbers(&p, name);
+    assert_eq!(all, (1..=*all.last().unwrap()).collect::<Vec<_>>());
+    let out = p.run(&["stop", "--time", "1", name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = p.run(&["rm", name]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

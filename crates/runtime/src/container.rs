@@ -274,6 +274,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             .collect(),
         config_path: bundle.config_path.clone(),
         seccomp: seccomp_profile,
+        external_descriptors: Vec::new(),
     };
 
     let (parent_ch, child_ch) = channel::pair()?;
@@ -351,6 +352,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     st.start_time = crate::proc::stat(pid.as_raw())
         .map(|s| s.start_time)
         .ok_or_else(|| Error::Init("container init exited before it was ready".into()))?;
+    // Without a terminal these are what the process will have: the caller's.
+    st.external_descriptors = crate::checkpoint::stdio_links(pid.as_raw());
     st.save(&opts.root)?;
     if let Some(pid_file) = &opts.pid_file {
         write_pid_file(pid_file, pid.as_raw())?;
@@ -398,7 +401,7 @@ fn release_shared_cgroup(paths: &BTreeMap<String, PathBuf>) {
 /// The device rules the cgroup gets: the config's, then the devices every container needs
 /// (runc's default allow list), then the devices the config creates (but a fifo, which the
 /// device cgroup does not govern).
-fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
+pub(crate) fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
     let mut res = linux
         .and_then(|l| l.resources().clone())
@@ -443,7 +446,7 @@ fn resources_with_default_devices(spec: &Spec) -> LinuxResources {
     res
 }
 
-fn owner_name() -> String {
+pub(crate) fn owner_name() -> String {
     let uid = nix::unistd::geteuid();
     nix::unistd::User::from_uid(uid)
         .ok()
@@ -452,7 +455,7 @@ fn owner_name() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name()

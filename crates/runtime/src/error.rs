@@ -52,6 +52,9 @@ pub enum Error {
         path: PathBuf,
         msg: String,
     },
+    /// Checkpoint or restore: CRIU could not be run, or failed (with its own reason).
+    #[error("{0}")]
+    Criu(String),
     #[error(transparent)]
     Cgroups(#[from] crate::cgroups::Error),
 }

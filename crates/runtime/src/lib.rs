@@ -1,6 +1,7 @@
 //! warden-runtime: the OCI container core shared by `warden-runc` and `wardend`.
 
 pub mod cgroups;
+pub mod checkpoint;
 pub mod console;
 pub mod container;
 pub mod error;

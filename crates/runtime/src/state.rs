@@ -143,6 +143,11 @@ pub struct State {
     /// The config's `linux.seccomp`, which every `exec`'d process gets too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// What the init's fds 0-2 were once it was set up (readlinks of /proc/<pid>/fd/N:
+    /// `pipe:[123]`, `/dev/null`...): a checkpoint records them, and a restore puts its own
+    /// stdio in place of those pipes (runc's externalDescriptors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_descriptors: Vec<String>,
 }
 
 /// The mounts a container without its own mount namespace found under its rootfs, so that
@@ -350,6 +355,7 @@ mod tests {
             namespaces: vec![],
             config_path: "/b/config.json".into(),
             seccomp: None,
+            external_descriptors: vec![],
         };
         s.save(root.path()).unwrap();
         let back = State::load(root.path(), "c1").unwrap();

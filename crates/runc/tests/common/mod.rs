@@ -526,6 +526,45 @@ pub fn set_caps(spec: &mut Value, caps: &[&str]) {
 }
 
 // ---------------------------------------------------------------------------------------
+// CRIU
+
+/// Why CRIU cannot work on this machine (`criu check`'s first error), or None if it can.
+/// With `WARDEN_REQUIRE_CRIU=1` (the v2 lane, where it must work) a CRIU that cannot work
+/// panics here instead, so a test cannot pass there by checking only that it fails.
+pub fn criu_unusable() -> Option<String> {
+    let out = match std::process::Command::new("criu")
+        .arg("check")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return Some(format!("criu cannot be run: {e}")),
+    };
+    if out.status.success() {
+        return None;
+    }
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let first = text
+        .lines()
+        .find(|l| l.contains("Error ("))
+        .unwrap_or(text.trim())
+        .to_string();
+    if std::env::var("WARDEN_REQUIRE_CRIU").as_deref() == Ok("1") {
+        panic!("WARDEN_REQUIRE_CRIU=1 but `criu check` fails here:\n{text}");
+    }
+    Some(first)
+}
+
+/// The message part of a CRIU error line: `Error (criu/vdso.c:381): vdso: ...` → `vdso: ...`.
+pub fn criu_message(line: &str) -> &str {
+    line.split_once("): ")
+        .map(|(_, m)| m)
+        .unwrap_or(line)
+        .trim()
+}
+
+// ---------------------------------------------------------------------------------------
 // Cgroup parents: /sys/fs/cgroup/<c>/warden-test is made by the runtime when the first
 // container asks for it. It is removed (rmdir: only if empty) when the last test of this
 // process that could use it is over, and only if it was not there before this process's

@@ -264,6 +264,12 @@ pub fn new_manager(cgroups_path: Option<&str>, container_id: &str) -> Result<Box
     Hierarchies::from_system()?.manager(cgroups_path, container_id)
 }
 
+/// The calling process's own cgroup dirs, keyed as [`Manager::paths`] keys a container's
+/// (a restore moves itself into the container's cgroup for CRIU, then back here).
+pub fn own_paths() -> Result<BTreeMap<String, PathBuf>> {
+    Ok(Hierarchies::from_system()?.own_dirs())
+}
+
 /// Rebuilds a manager from what [`Manager::paths`] returned. A map with only the `""` key is
 /// v2; any other key makes it v1 (with `""` as the hybrid cgroup2 directory).
 pub fn from_paths(paths: &BTreeMap<String, PathBuf>) -> Result<Box<dyn Manager>> {

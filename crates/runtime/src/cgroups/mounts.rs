@@ -285,6 +285,26 @@ impl Hierarchies {
         }
     }
 
+    /// The calling process's cgroup dir in every hierarchy, keyed as the managers key theirs
+    /// (each v1 controller, `""` for cgroup2).
+    pub fn own_dirs(&self) -> BTreeMap<String, PathBuf> {
+        let mut out = BTreeMap::new();
+        for m in &self.mounts {
+            let dir = m.mount_point.join(self.own_path(m).trim_start_matches('/'));
+            match &m.kind {
+                MountKind::V2 => {
+                    out.insert(String::new(), dir);
+                }
+                MountKind::V1 { controllers } => {
+                    for c in controllers {
+                        out.insert(c.clone(), dir.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The directory of the cgroup `p` in the hierarchy of `m`. Errors if it is the hierarchy's
     /// root.
     fn dir_in(&self, m: &CgroupMount, p: &CgroupPath, given: &str) -> Result<PathBuf> {

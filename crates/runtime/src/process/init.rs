@@ -94,6 +94,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     hooks::run(spec_hooks, Kind::CreateContainer, &state)?;
 
     crate::rootfs::pivot(&opts)?;
+    crate::rootfs::reopen_dev_null()?;
     crate::rootfs::finalize(a.spec, &opts)?;
 
     if let Some(h) = a.spec.hostname().as_deref().filter(|h| !h.is_empty()) {

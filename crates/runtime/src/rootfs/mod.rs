@@ -188,6 +188,46 @@ pub fn pivot(opts: &RootfsOptions) -> Result<()> {
     std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))
 }
 
+/// After pivot_root: stdio fds that are the host's /dev/null (a caller's `< /dev/null`,
+/// conmon's stdin) become the container's own /dev/null, as runc does: a file on a mount the
+/// container's namespace does not have is one CRIU cannot checkpoint (`Can't lookup mount=N
+/// for fd=0 path=/dev/null`). Without a /dev/null in the container nothing changes.
+pub fn reopen_dev_null() -> Result<()> {
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return Ok(());
+    };
+    // SAFETY: fstat into a zeroed stat of our own; fds 0-2 may be closed (fstat fails).
+    let stat = |fd: i32| unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some(st)
+    };
+    let Some(want) = stat(std::os::fd::AsRawFd::as_raw_fd(&null)) else {
+        return Ok(());
+    };
+    if want.st_mode & libc::S_IFMT != libc::S_IFCHR {
+        return Ok(());
+    }
+    for fd in 0..3 {
+        let Some(st) = stat(fd) else { continue };
+        // By device number alone, as runc: in a user namespace the container's /dev/null is
+        // the host's node bound in, the same inode on a mount of the container's.
+        if st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == want.st_rdev {
+            // SAFETY: dup3 of our own fd onto a stdio fd.
+            if unsafe { libc::dup3(std::os::fd::AsRawFd::as_raw_fd(&null), fd, 0) } < 0 {
+                return Err(Error::sys(
+                    format!("reopen /dev/null as fd {fd}"),
+                    nix::errno::Errno::last(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// After pivot_root: paths made read-only or masked, the root itself read-only, then
 /// rootfsPropagation on the new `/` (before the pivot the parent had to be private, so `/` is
 /// not shared with the host even when `rshared` is asked for: it gets a peer group of its
