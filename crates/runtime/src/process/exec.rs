@@ -107,11 +107,22 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
         unsafe { libc::_exit(1) }
     }
     drop(child_ch);
+    let initial = a
+        .process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|c| c.initial().as_deref())
+        .filter(|c| !c.is_empty());
     let undo = |e: Error| {
         let _ = signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         e
     };
+    if let Some(cpus) = initial {
+        // Where the child runs until it joins the cgroup.
+        super::attrs::set_affinity(pid.as_raw(), cpus, "process.execCPUAffinity.initial")
+            .map_err(undo)?;
+    }
     // Into the cgroup (unless it is to be last), then let the child go on.
     let go_on = |join: bool| -> Result<()> {
         if join {
@@ -144,6 +155,13 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
     Ok(Spawned { pid, console })
 }
 
+fn final_cpus(p: &Process) -> Option<&str> {
+    p.exec_cpu_affinity()
+        .as_ref()
+        .and_then(|c| c.cpu_affinity_final().as_deref())
+        .filter(|c| !c.is_empty())
+}
+
 fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Result<Infallible> {
     crate::security::set_not_dumpable()?;
     ch.expect("Continue")?;
@@ -159,6 +177,11 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     }
     let process = a.process;
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    super::attrs::apply_process(process)?;
+    if let Some(cpus) = final_cpus(process) {
+        // In the cgroup now (whose cpuset reset our affinity when we joined it).
+        super::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;
+    }
     nix::unistd::setsid().sys("setsid")?;
     if process.terminal().unwrap_or(false) {
         init::send_terminal(process, ch)?;

@@ -115,6 +115,15 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         crate::security::set_oom_score_adj(adj)?;
     }
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    super::attrs::apply_process(process)?;
+    if let Some(linux) = a.spec.linux() {
+        if let Some(p) = linux.memory_policy() {
+            super::attrs::set_memory_policy(p)?;
+        }
+        if let Some(p) = linux.personality() {
+            super::attrs::set_personality(p)?;
+        }
+    }
     // Our own session, as runc's init: the container must not share the caller's.
     unistd::setsid().sys("setsid")?;
     if process.terminal().unwrap_or(false) {
