@@ -555,7 +555,11 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 
 fn features() -> serde_json::Value {
     use warden_runtime::security::seccomp;
-    let namespaces = ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"];
+    let mut namespaces = vec!["cgroup", "ipc", "mount", "network", "pid"];
+    if spec::kernel_has_time_namespaces() {
+        namespaces.push("time");
+    }
+    namespaces.extend(["user", "uts"]);
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",

@@ -502,3 +502,28 @@ fn exec_with_a_bad_process_scheduler_is_refused_and_changes_nothing() {
     }
     assert_eq!(env.status(&id), "running");
 }
+
+#[test]
+fn time_offsets_the_kernel_refuses_fail_create_cleanly() {
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        eprintln!("skipped: no time namespaces in this kernel");
+        return;
+    }
+    // A monotonic clock sent below zero: the kernel refuses the offset (ERANGE).
+    let env = Env::new("timens-range");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        marked(s, &id);
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        s["linux"]["timeOffsets"] = json!({"monotonic": {"secs": -1_000_000_000i64}});
+    });
+    create_fails_cleanly(
+        &env,
+        &id,
+        &b,
+        "linux.timeOffsets: write /proc/self/timens_offsets (monotonic -1000000000 0)",
+    );
+}

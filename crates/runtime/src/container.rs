@@ -285,6 +285,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         undo.host_mounts = Some(m);
     }
     plan.enter_pid_namespace()?;
+    let runtime_time_ns = plan.enter_time_namespace()?;
     // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
     // the child ends in exec or _exit inside `process::init::run`.
     // A new cgroup namespace is made by the init itself once it is in its cgroup (see
@@ -308,9 +309,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             seccomp: seccomp.as_ref(),
         });
     }
+    undo.child = Some(pid);
+    plan.leave_time_namespace(runtime_time_ns)?;
     drop(child_ch);
     drop(fifo);
-    undo.child = Some(pid);
     st.pid = pid.as_raw();
 
     if plan.new_user {

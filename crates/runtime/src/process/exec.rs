@@ -33,7 +33,10 @@ struct Target {
 
 /// Opens the init's namespaces that differ from ours, user first and mount last.
 fn open_namespaces(init_pid: i32, names: &[String]) -> Result<(Vec<Target>, Option<File>)> {
-    const ORDER: [(&str, CloneFlags); 7] = [
+    const ORDER: [(&str, CloneFlags); 8] = [
+        // Time first: a time namespace warden-runc made is owned by the host's user
+        // namespace, which we leave by joining the container's.
+        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
         ("user", CloneFlags::CLONE_NEWUSER),
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
