@@ -345,6 +345,20 @@ fn update(root: &Path, args: &crate::cli::UpdateArgs) -> Result<()> {
     }
     let resources: oci_spec::runtime::LinuxResources =
         serde_json::from_value(r).context("the resources to update")?;
+    spec::check_resources(&resources).map_err(anyhow::Error::msg)?;
+    if let Some(m) = resources.memory() {
+        // runc 1.2's checkBeforeUpdate: a limit below what the container uses now would
+        // reclaim or OOM-kill it; refuse it instead, changing nothing.
+        if let (Some(true), Some(limit)) = (m.check_before_update(), m.limit().filter(|&l| l > 0)) {
+            let usage = c.stats()?.memory.usage.usage;
+            if (limit as u64) < usage {
+                bail!(
+                    "linux.resources.memory.checkBeforeUpdate: the new limit {limit} is below \
+                     the container's current memory usage {usage}"
+                );
+            }
+        }
+    }
     Ok(c.update(&resources)?)
 }
 

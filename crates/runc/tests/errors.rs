@@ -431,6 +431,20 @@ fn bad_values_of_the_newer_fields_are_refused_naming_them() {
             "linux.timeOffsets: the offsets of a time namespace joined by path cannot be changed",
         ),
         (
+            Box::new(|s| s["linux"]["resources"]["memory"] = json!({"useHierarchy": false})),
+            "linux.resources.memory.useHierarchy: false is not possible",
+        ),
+        (
+            Box::new(|s| {
+                s["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind"],
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+                }))
+            }),
+            "mounts: /mnt: uidMappings/gidMappings (an idmapped mount) are not supported",
+        ),
+        (
             Box::new(|s| s["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}})),
             "linux.netDevices: moving host network devices (eth9) into the container is not supported",
         ),

@@ -289,12 +289,33 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
         validate_linux_extras(linux)?;
     }
     for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(format!(
+                "mounts: {}: uidMappings/gidMappings (an idmapped mount) are not supported by \
+                 this runtime",
+                m.destination().display()
+            ));
+        }
         if !m.destination().is_absolute() {
             return Err(format!(
                 "mount destination {:?} is not an absolute path",
                 m.destination()
             ));
         }
+    }
+    Ok(())
+}
+
+/// What of `linux.resources` is checked before any cgroup is touched (at create and
+/// update): `memory.useHierarchy: false`, which no kernel since 5.13 can give (the memory
+/// cgroup is always hierarchical) and which would otherwise be dropped.
+pub fn check_resources(r: &oci_spec::runtime::LinuxResources) -> std::result::Result<(), String> {
+    if r.memory().as_ref().and_then(|m| m.use_hierarchy()) == Some(false) {
+        return Err(
+            "linux.resources.memory.useHierarchy: false is not possible: the memory \
+             cgroup is always hierarchical"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -317,6 +338,9 @@ fn validate_linux_extras(linux: &oci_spec::runtime::Linux) -> std::result::Resul
     }
     if let Some(p) = linux.memory_policy() {
         crate::process::attrs::mempolicy(p)?;
+    }
+    if let Some(r) = linux.resources() {
+        check_resources(r)?;
     }
     if linux.intel_rdt().is_some() {
         return Err(if host_has_resctrl() {
