@@ -829,6 +829,13 @@ fn personality_linux32_is_set_before_exec() {
         })
         .ok();
     assert_eq!(out.lines(), ["x86_64", "00040000"], "{}", out.describe());
+
+    // exec'd processes get it too (runc's setns init sets it as well).
+    let (id, _) = started_with(&env, |s| {
+        s["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let out = env.runc(&["exec", &id, "uname", "-m"]).ok();
+    assert_eq!(out.lines(), ["i686"], "{}", out.describe());
 }
 
 #[test]

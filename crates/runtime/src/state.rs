@@ -143,6 +143,9 @@ pub struct State {
     /// The config's `linux.seccomp`, which every `exec`'d process gets too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The config's `linux.personality`, which every `exec`'d process gets too (as runc's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
 }
 
 /// The mounts a container without its own mount namespace found under its rootfs, so that
@@ -350,6 +353,7 @@ mod tests {
             namespaces: vec![],
             config_path: "/b/config.json".into(),
             seccomp: None,
+            personality: None,
         };
         s.save(root.path()).unwrap();
         let back = State::load(root.path(), "c1").unwrap();

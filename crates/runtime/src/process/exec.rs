@@ -75,6 +75,8 @@ pub struct ExecArgs<'a> {
     pub preserve_fds: i32,
     /// The container's compiled `linux.seccomp`.
     pub seccomp: Option<&'a crate::security::seccomp::Filter>,
+    /// The container's `linux.personality`.
+    pub personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     /// The cgroup is frozen: join it last and do not wait for the exec (see the module doc).
     pub join_last: bool,
 }
@@ -191,6 +193,9 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     }
     let (exe, env) = init::resolve_process(process)?;
     init::drop_privileges(process, in_user_ns, a.seccomp, ch)?;
+    if let Some(p) = a.personality {
+        super::attrs::set_personality(p)?;
+    }
     init::prepare_exec(3 + a.preserve_fds)?;
     if a.join_last {
         ch.send(&Message::Ready)?;
