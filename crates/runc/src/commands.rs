@@ -582,12 +582,13 @@ fn features() -> serde_json::Value {
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
             "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec",
             "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
-            "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
-            "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync",
-            "unbindable"
+            "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+            "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow",
+            "sync", "unbindable"
         ],
         "linux": {
             "namespaces": namespaces,
+            "capabilities": warden_runtime::security::caps::known(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {
                 "enabled": true,
