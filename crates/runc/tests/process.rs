@@ -849,18 +849,19 @@ fn scheduler_policy_nice_and_priority_are_set() {
         (json!({"policy": "SCHED_OTHER", "nice": -5}), "-5", "0"),
         (json!({"policy": "SCHED_IDLE"}), "0", "5"),
         (
-            json!({"policy": "SCHED_DEADLINE", "runtime": 1_000_000, "deadline": 10_000_000,
-                   "period": 10_000_000}),
+            json!({"policy": "SCHED_DEADLINE", "runtime": 10_000_000, "deadline": 20_000_000,
+                   "period": 20_000_000}),
             "0",
             "6",
         ),
     ] {
-        let (_, pid) = started_with(&env, |s| s["process"]["scheduler"] = sched.clone());
+        let (id, pid) = started_with(&env, |s| s["process"]["scheduler"] = sched.clone());
         assert_eq!(
             (stat_field(pid, 19), stat_field(pid, 41)),
             (nice.to_string(), policy.to_string()),
             "{sched}"
         );
+        env.runc(&["delete", "--force", &id]).ok();
     }
     // SCHED_FLAG_RESET_ON_FORK: the shell's children do not inherit its negative nice.
     let out = env

@@ -182,7 +182,6 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     }
     let process = a.process;
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
-    super::attrs::apply_process(process)?;
     if let Some(cpus) = final_cpus(process) {
         // In the cgroup now (whose cpuset reset our affinity when we joined it).
         super::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;
@@ -192,6 +191,7 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
         init::send_terminal(process, ch)?;
     }
     let (exe, env) = init::resolve_process(process)?;
+    super::attrs::apply_process(process)?;
     init::drop_privileges(process, in_user_ns, a.seccomp, ch)?;
     if let Some(p) = a.personality {
         super::attrs::set_personality(p)?;

@@ -115,6 +115,15 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         crate::security::set_oom_score_adj(adj)?;
     }
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // Our own session, as runc's init: the container must not share the caller's.
+    unistd::setsid().sys("setsid")?;
+    if process.terminal().unwrap_or(false) {
+        send_terminal(process, &a.channel)?;
+        crate::console::bind_console()?;
+    }
+    let (exe, env) = resolve_process(process)?;
+    // As late as they can be (a SCHED_IDLE init set up at the idle priority would crawl on
+    // a busy host) while the init still has the capabilities they may need.
     super::attrs::apply_process(process)?;
     if let Some(linux) = a.spec.linux() {
         if let Some(p) = linux.memory_policy() {
@@ -124,13 +133,6 @@ fn init(a: &InitArgs) -> Result<Infallible> {
             super::attrs::set_personality(p)?;
         }
     }
-    // Our own session, as runc's init: the container must not share the caller's.
-    unistd::setsid().sys("setsid")?;
-    if process.terminal().unwrap_or(false) {
-        send_terminal(process, &a.channel)?;
-        crate::console::bind_console()?;
-    }
-    let (exe, env) = resolve_process(process)?;
     drop_privileges(process, in_user_ns, a.seccomp, &a.channel)?;
     prepare_exec(3 + a.preserve_fds)?;
 
