@@ -980,3 +980,57 @@ fn memory_policy_is_set_before_exec() {
         );
     }
 }
+
+#[test]
+fn tmpfs_with_tmpcopyup_starts_with_what_it_covers() {
+    // runc's `tmpcopyup` (podman asks for it on its tmpfs mounts); runc 1.1.5 runs the same
+    // bundle first. The mount is a tmpfs, holds /etc's files with their modes, takes writes,
+    // and with `ro` is read-only once filled.
+    let env = Env::new("tmpcopyup");
+    let script = "grep -c ^root: /etc/passwd; stat -c %a /etc/passwd; \
+                  grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f6,9; \
+                  echo x > /etc/new && echo written";
+    let want_mode = format!(
+        "{:o}",
+        fs::metadata(rootfs().join("etc/passwd"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap()
+    );
+    for (ro, last) in [(false, "written"), (true, "")] {
+        let id = env.new_id();
+        let b = env.bundle(&id, |s| {
+            let mut options = vec!["nosuid", "nodev", "mode=755", "tmpcopyup"];
+            if ro {
+                options.push("ro");
+            }
+            s["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": options
+            }));
+            args(s, &["sh", "-c", script]);
+        });
+        let runc = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(env.dir().join("runc-root"))
+            .args(["run", "-b", b.to_str().unwrap(), &format!("{id}-runc")])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let theirs = String::from_utf8_lossy(&runc.stdout).into_owned();
+        let out = env.runc(&["run", "-b", b.to_str().unwrap(), &id]);
+        assert_eq!(out.stdout, theirs, "against runc:\n{}", out.describe());
+        let mut lines = out.lines();
+        if !ro {
+            assert_eq!(lines.pop(), Some(last), "{}", out.describe());
+        }
+        assert_eq!(lines[0], "1", "{}", out.describe());
+        assert_eq!(lines[1], want_mode);
+        let opts = lines[2].split_whitespace().next().unwrap();
+        assert!(
+            opts.starts_with(if ro { "ro," } else { "rw," }),
+            "{}",
+            out.describe()
+        );
+        assert_eq!(lines[2].split_whitespace().nth(1), Some("tmpfs"));
+        env.assert_clean(&id);
+    }
+}
