@@ -296,3 +296,44 @@ fn time_namespace_gets_its_offsets_before_the_init_enters_it() {
         env.assert_clean(&id);
     }
 }
+
+#[test]
+fn mappings_given_with_a_joined_user_namespace_must_be_its_own() {
+    // They cannot be written into a namespace that has its maps; dropped, the container
+    // would run with other ids than its config says. runc 1.2 checks them the same way.
+    let env = Env::new("userns-join-maps");
+    let maps = |host: u32| json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    let first = env.created(|s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        s["linux"]["uidMappings"] = maps(200000);
+        s["linux"]["gidMappings"] = maps(200000);
+        s["process"]["args"] = json!(["sleep", "30"]);
+    });
+    let pid = env.state(&first)["pid"].as_i64().unwrap();
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s.as_object_mut().unwrap().remove("hostname");
+        s["linux"]["namespaces"] = json!(["user", "pid", "network", "ipc", "uts", "mount"]
+            .iter()
+            .map(|t| {
+                let n = match *t {
+                    "network" => "net",
+                    "mount" => "mnt",
+                    t => t,
+                };
+                json!({"type": t, "path": format!("/proc/{pid}/ns/{n}")})
+            })
+            .collect::<Vec<_>>());
+        s["linux"]["uidMappings"] = maps(300000);
+        s["linux"]["gidMappings"] = maps(200000);
+        s["process"]["args"] = json!(["sh", "-c", format!("sleep 30; : {id}")]);
+    });
+    env.create(&id, &b).fails_with(&format!(
+        "linux.uidMappings [(0, 300000, 65536)] are not the mappings of the user namespace \
+         /proc/{pid}/ns/user ([(0, 200000, 65536)])"
+    ));
+    env.assert_clean(&id);
+}

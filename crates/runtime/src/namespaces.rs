@@ -113,6 +113,13 @@ impl Plan {
                 }
             }
         }
+        if let Some(j) = plan
+            .joins
+            .iter()
+            .find(|j| j.typ == LinuxNamespaceType::User)
+        {
+            check_joined_user_maps(spec, j)?;
+        }
         let joins_user = plan.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
         if joins_user && !plan.clone_flags.is_empty() {
             // clone(2) would make the new namespaces before the init joins the user namespace,
@@ -201,6 +208,95 @@ impl Plan {
                 .sys(format!("setns {}", j.path.display()))?;
         }
         Ok(())
+    }
+}
+
+/// `linux.uidMappings`/`gidMappings` given with a user namespace joined by path cannot be
+/// written (the namespace has its maps); as runc 1.2 does, they must be the namespace's own,
+/// else `create` fails naming them rather than run with other ids than the config says.
+fn check_joined_user_maps(spec: &Spec, join: &Join) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let want = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        let mut v: IdMap = maps
+            .iter()
+            .flatten()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (uids, gids) = (want(linux.uid_mappings()), want(linux.gid_mappings()));
+    if uids.is_empty() && gids.is_empty() {
+        return Ok(());
+    }
+    let (have_uids, have_gids) = user_namespace_maps(join)?;
+    for (field, want, have) in [
+        ("linux.uidMappings", uids, have_uids),
+        ("linux.gidMappings", gids, have_gids),
+    ] {
+        if !want.is_empty() && want != have {
+            return Err(Error::Config(format!(
+                "{field} {want:?} are not the mappings of the user namespace {} ({have:?})",
+                join.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An id map as (container id, host id, size) triples, sorted.
+type IdMap = Vec<(u32, u32, u32)>;
+
+/// The uid and gid maps of a user namespace, read by a child that joins it.
+fn user_namespace_maps(join: &Join) -> Result<(IdMap, IdMap)> {
+    let parse = |text: &str| {
+        let mut v: IdMap = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<u32> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (f.len() == 3).then(|| (f[0], f[1], f[2]))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (r, w) = nix::unistd::pipe().sys("pipe")?;
+    // SAFETY: the caller is single-threaded (create's rule); the child only joins the
+    // namespace, reads two files, writes them to the pipe and _exits.
+    match unsafe { nix::unistd::fork() }.sys("fork to read a user namespace's maps")? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let ok = nix::sched::setns(join.fd.as_fd(), CloneFlags::CLONE_NEWUSER).is_ok();
+            let text = if ok {
+                let u = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+                let g = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+                format!("{u}--\n{g}")
+            } else {
+                String::new()
+            };
+            let _ = nix::unistd::write(&w, text.as_bytes());
+            // SAFETY: _exit is always safe.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut File::from(r), &mut text)
+                .map_err(|e| Error::io("read", "the user namespace's maps", e))?;
+            let _ = nix::sys::wait::waitpid(child, None);
+            let Some((u, g)) = text.split_once("--\n") else {
+                return Err(Error::Config(format!(
+                    "cannot read the mappings of the user namespace {}",
+                    join.path.display()
+                )));
+            };
+            Ok((parse(u), parse(g)))
+        }
     }
 }
 
