@@ -194,8 +194,8 @@ fn exec_process(c: &Container, args: &ExecArgs) -> Result<oci_spec::runtime::Pro
     let mut p = match &args.process {
         Some(path) => {
             let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            serde_json::from_slice::<oci_spec::runtime::Process>(&data)
-                .with_context(|| format!("parse {}", path.display()))?
+            spec::parse_process(&data)
+                .map_err(|e| anyhow::anyhow!("parse {}: {e}", path.display()))?
         }
         None => {
             if args.command.is_empty() {
@@ -455,6 +455,20 @@ fn update(root: &Path, args: &crate::cli::UpdateArgs) -> Result<()> {
     }
     let resources: oci_spec::runtime::LinuxResources =
         serde_json::from_value(r).context("the resources to update")?;
+    spec::check_resources(&resources).map_err(anyhow::Error::msg)?;
+    if let Some(m) = resources.memory() {
+        // runc 1.2's checkBeforeUpdate: a limit below what the container uses now would
+        // reclaim or OOM-kill it; refuse it instead, changing nothing.
+        if let (Some(true), Some(limit)) = (m.check_before_update(), m.limit().filter(|&l| l > 0)) {
+            let usage = c.stats()?.memory.usage.usage;
+            if (limit as u64) < usage {
+                bail!(
+                    "linux.resources.memory.checkBeforeUpdate: the new limit {limit} is below \
+                     the container's current memory usage {usage}"
+                );
+            }
+        }
+    }
     Ok(c.update(&resources)?)
 }
 
@@ -665,6 +679,11 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 
 fn features() -> serde_json::Value {
     use warden_runtime::security::seccomp;
+    let mut namespaces = vec!["cgroup", "ipc", "mount", "network", "pid"];
+    if spec::kernel_has_time_namespaces() {
+        namespaces.push("time");
+    }
+    namespaces.extend(["user", "uts"]);
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
@@ -673,12 +692,13 @@ fn features() -> serde_json::Value {
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
             "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec",
             "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
-            "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
-            "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync",
-            "unbindable"
+            "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+            "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow",
+            "sync", "unbindable"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": namespaces,
+            "capabilities": warden_runtime::security::caps::known(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {
                 "enabled": true,
@@ -689,8 +709,21 @@ fn features() -> serde_json::Value {
                 "supportedFlags": seccomp::supported_flags()
             },
             "apparmor": {"enabled": true},
-            "selinux": {"enabled": false}
+            "selinux": {"enabled": false},
+            // runtime-spec features.md: what is not here (intelRdt, netDevices, idmapped
+            // mounts, mount extensions) is refused by name at create.
+            "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": [
+                    "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE",
+                    "MPOL_LOCAL", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"
+                ],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            },
+            "netDevices": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
         },
+        "potentiallyUnsafeConfigAnnotations": [],
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
             "io.github.seccomp.libseccomp.version": seccomp::library_version(),

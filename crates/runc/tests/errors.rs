@@ -307,3 +307,240 @@ fn device_path_outside_dev_is_refused() {
     });
     create_fails_cleanly(&env, &id, &b, "device /dev/../etc/passwd is not under /dev");
 }
+
+#[test]
+fn bad_values_of_the_newer_fields_are_refused_naming_them() {
+    let env = Env::new("bad-newer-fields");
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|s| s["linux"]["personality"] = json!({"domain": "LINUX64"})),
+            "linux.personality: unknown variant `LINUX64`",
+        ),
+        (
+            Box::new(|s| {
+                s["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["BOGUS"]})
+            }),
+            "linux.personality.flags: unknown flag \"BOGUS\"",
+        ),
+        (
+            Box::new(|s| s["process"]["scheduler"] = json!({"policy": "SCHED_BOGUS"})),
+            "process.scheduler: unknown variant `SCHED_BOGUS`",
+        ),
+        (
+            Box::new(|s| s["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 20})),
+            "process.scheduler.nice: 20 is outside -20..19",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "priority": 5})
+            }),
+            "process.scheduler.priority: only SCHED_FIFO and SCHED_RR take a priority",
+        ),
+        (
+            Box::new(|s| s["process"]["scheduler"] = json!({"policy": "SCHED_RR"})),
+            "process.scheduler.priority: SCHED_RR needs a priority in 1..99",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "runtime": 1000})
+            }),
+            "process.scheduler: runtime, deadline and period are for SCHED_DEADLINE only",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["scheduler"] =
+                    json!({"policy": "SCHED_DEADLINE", "runtime": 2_000_000, "deadline": 1_000_000})
+            }),
+            "process.scheduler.deadline: 1000000 is less than the runtime 2000000",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["scheduler"] =
+                    json!({"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_BOGUS"]})
+            }),
+            "process.scheduler.flags: unknown flag \"SCHED_FLAG_BOGUS\"",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["scheduler"] =
+                    json!({"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_UTIL_CLAMP_MAX"]})
+            }),
+            "process.scheduler.flags: SCHED_FLAG_UTIL_CLAMP_MAX needs a clamp value",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8})
+            }),
+            "process.ioPriority.priority: 8 is outside 0..7",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_X", "priority": 0})
+            }),
+            "process.ioPriority: unknown variant `IOPRIO_CLASS_X`",
+        ),
+        (
+            Box::new(|s| {
+                s["process"]["execCPUAffinity"] = json!({"final": "0-x"})
+            }),
+            "process.execCPUAffinity",
+        ),
+        (
+            Box::new(|s| s["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BOGUS"})),
+            "linux.memoryPolicy: unknown variant `MPOL_BOGUS`",
+        ),
+        (
+            Box::new(|s| s["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND"})),
+            "linux.memoryPolicy.nodes: MPOL_BIND needs nodes",
+        ),
+        (
+            Box::new(|s| {
+                s["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "1-0"})
+            }),
+            "linux.memoryPolicy.nodes: \"1-0\" is not a list of NUMA nodes",
+        ),
+        (
+            Box::new(|s| {
+                s["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 10}});
+            }),
+            "linux.timeOffsets: time offsets need a new time namespace",
+        ),
+        (
+            Box::new(|s| {
+                s["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+                s["linux"]["timeOffsets"] = json!({"realtime": {"secs": 10}});
+            }),
+            "linux.timeOffsets: unknown clock \"realtime\"",
+        ),
+        (
+            Box::new(|s| {
+                s["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+                s["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1, "nanosecs": 1_000_000_000u32}});
+            }),
+            "linux.timeOffsets.boottime.nanosecs: 1000000000 is not below 1000000000",
+        ),
+        (
+            Box::new(|s| {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "time", "path": "/proc/1/ns/time"}));
+                s["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1}});
+            }),
+            "linux.timeOffsets: the offsets of a time namespace joined by path cannot be changed",
+        ),
+        (
+            Box::new(|s| s["linux"]["resources"]["memory"] = json!({"useHierarchy": false})),
+            "linux.resources.memory.useHierarchy: false is not possible",
+        ),
+        (
+            Box::new(|s| {
+                s["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind"],
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+                }))
+            }),
+            "mounts: /mnt: uidMappings/gidMappings (an idmapped mount) are not supported",
+        ),
+        (
+            Box::new(|s| s["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}})),
+            "linux.netDevices: moving host network devices (eth9) into the container is not supported",
+        ),
+    ];
+    for (edit, want) in cases {
+        let id = env.new_id();
+        let b = env.bundle(&id, |s| {
+            marked(s, &id);
+            edit(s);
+        });
+        // The config check refuses each before anything exists: one command per case
+        // (`create_fails_cleanly`'s state and list add nothing here and slow the v2 lane).
+        env.create(&id, &b).fails_with(want);
+        env.assert_clean(&id);
+    }
+}
+
+#[test]
+fn intel_rdt_is_refused_naming_the_field() {
+    let env = Env::new("intel-rdt");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        marked(s, &id);
+        s["linux"]["intelRdt"] = json!({"closID": "warden", "l3CacheSchema": "L3:0=f"});
+    });
+    let resctrl = std::path::Path::new("/sys/fs/resctrl/schemata").exists();
+    if !resctrl {
+        // runc 1.1.5 refuses the same bundle on a host without resctrl.
+        let runc = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(env.dir().join("runc-root"))
+            .args(["run", "-b", b.to_str().unwrap(), &format!("{id}-runc")])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run runc");
+        assert!(!runc.status.success());
+        let err = String::from_utf8_lossy(&runc.stderr);
+        assert!(err.contains("Intel RDT/CAT is not enabled"), "runc: {err}");
+    }
+    let want = if resctrl {
+        "linux.intelRdt: Intel RDT (resctrl) is not supported by this runtime"
+    } else {
+        "linux.intelRdt: Intel RDT is not available: the host has no resctrl filesystem mounted at /sys/fs/resctrl"
+    };
+    create_fails_cleanly(&env, &id, &b, want);
+}
+
+#[test]
+fn exec_with_a_bad_process_scheduler_is_refused_and_changes_nothing() {
+    let env = Env::new("exec-bad-sched");
+    let id = env.started(&["sleep", "30"]);
+    let pf = env.dir().join("bad-process.json");
+    for (field, want) in [
+        (
+            json!({"scheduler": {"policy": "SCHED_IDLE", "nice": -21}}),
+            "process.scheduler.nice: -21 is outside -20..19",
+        ),
+        (
+            json!({"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": -1}}),
+            "process.ioPriority.priority: -1 is outside 0..7",
+        ),
+    ] {
+        let mut p = json!({"args": ["sh", "-c", "sleep 30; : bad-sched-exec"], "cwd": "/",
+                           "user": {"uid": 0, "gid": 0}});
+        for (k, v) in field.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        fs::write(&pf, p.to_string()).unwrap();
+        env.runc(&["exec", "-d", "--process", pf.to_str().unwrap(), &id])
+            .fails_with(want);
+        assert!(procs_with("bad-sched-exec").is_empty());
+    }
+    assert_eq!(env.status(&id), "running");
+}
+
+#[test]
+fn time_offsets_the_kernel_refuses_fail_create_cleanly() {
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        eprintln!("skipped: no time namespaces in this kernel");
+        return;
+    }
+    // A monotonic clock sent below zero: the kernel refuses the offset (ERANGE).
+    let env = Env::new("timens-range");
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        marked(s, &id);
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        s["linux"]["timeOffsets"] = json!({"monotonic": {"secs": -1_000_000_000i64}});
+    });
+    create_fails_cleanly(
+        &env,
+        &id,
+        &b,
+        "linux.timeOffsets: write /proc/self/timens_offsets (monotonic -1000000000 0)",
+    );
+}

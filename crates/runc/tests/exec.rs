@@ -170,3 +170,35 @@ fn exec_cgroup_puts_the_process_in_a_sub_cgroup() {
     env.runc(&["delete", "--force", &id]).ok();
     env.assert_clean(&id);
 }
+
+#[test]
+fn exec_cpu_affinity_final_is_the_processs() {
+    // runc 1.1 has no execCPUAffinity (runc 1.3 sets it, as here). Needs two CPUs.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: one CPU");
+        return;
+    }
+    let env = Env::new("exec-affinity");
+    let id = env.started(&["sleep", "30"]);
+    let pf = env.dir().join("affinity-process.json");
+    fs::write(
+        &pf,
+        serde_json::json!({
+            "args": ["sh", "-c", "sleep 30; : affinity-exec-marker"],
+            "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "execCPUAffinity": {"initial": "0", "final": "1"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    env.runc(&["exec", "-d", "--process", pf.to_str().unwrap(), &id])
+        .ok();
+    let pid = pid_of("affinity-exec-marker");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(status_field(&status, "Cpus_allowed_list"), "1");
+    // The init keeps every CPU.
+    let init = env.state(&id)["pid"].as_i64().unwrap();
+    let status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    assert_ne!(status_field(&status, "Cpus_allowed_list"), "1");
+}

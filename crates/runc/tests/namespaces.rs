@@ -186,3 +186,154 @@ fn the_init_is_not_dumpable_until_it_execs() {
         env.assert_clean(&id);
     }
 }
+
+/// `/proc/uptime`'s first figure, in whole seconds.
+fn uptime_secs(text: &str) -> f64 {
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn time_namespace_gets_its_offsets_before_the_init_enters_it() {
+    // runc 1.1.5 refuses the time namespace (`namespace {"time" ""} does not exist`), and
+    // Debian's crun 1.8.1 fails it on this kernel (`write to sync socket`): no reference
+    // runtime runs this here. runc 1.2 writes the offsets from its middle process, between
+    // its unshare and the fork of the init; warden-runc unshares in the runtime itself and
+    // clones the init into the namespace (see `Plan::enter_time_namespace`).
+    let env = Env::new("timens");
+    let features: serde_json::Value =
+        serde_json::from_str(&env.runc(&["features"]).ok().stdout).unwrap();
+    let listed = features["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("time"));
+    let with_time = |s: &mut serde_json::Value| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        s["linux"]["timeOffsets"] = json!({
+            "monotonic": {"secs": 1000, "nanosecs": 500},
+            "boottime": {"secs": 86400}
+        });
+        s["process"]["args"] = json!(["sleep", "30"]);
+    };
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        assert!(!listed, "features lists time without kernel support");
+        let id = env.new_id();
+        let b = env.bundle(&id, with_time);
+        env.create(&id, &b)
+            .fails_with("linux.namespaces: this kernel has no time namespaces");
+        env.assert_clean(&id);
+        return;
+    }
+    assert!(listed, "features should list time: {features:#}");
+    let host_ns = fs::read_link("/proc/self/ns/time").unwrap();
+    for user_ns in [false, true] {
+        let hook_out = env.dir().join(format!("hook-timens-{user_ns}"));
+        let id = env.created(|s| {
+            with_time(s);
+            if user_ns {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "user"}));
+                s["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+                s["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            }
+            // A createRuntime hook runs in the runtime's namespaces: not in the container's
+            // time namespace.
+            s["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c",
+                format!("readlink /proc/self/ns/time > {}", hook_out.display())]}]});
+        });
+        env.runc(&["start", &id]).ok();
+        let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
+        let ns = fs::read_link(format!("/proc/{pid}/ns/time")).unwrap();
+        assert_ne!(ns, host_ns, "user_ns {user_ns}: the init is in the host's");
+        let offsets = fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap();
+        let offsets: Vec<String> = offsets
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(offsets, ["monotonic 1000 500", "boottime 86400 0"]);
+        assert_eq!(
+            fs::read_to_string(&hook_out).unwrap().trim(),
+            host_ns.display().to_string()
+        );
+
+        // exec joins it (before the user namespace: the runtime's user namespace owns it).
+        let host_up = uptime_secs(&fs::read_to_string("/proc/uptime").unwrap());
+        let out = env
+            .runc(&[
+                "exec",
+                &id,
+                "sh",
+                "-c",
+                "readlink /proc/self/ns/time; cat /proc/uptime",
+            ])
+            .ok();
+        let lines = out.lines();
+        assert_eq!(lines[0], ns.display().to_string(), "{}", out.describe());
+        let inside = uptime_secs(lines[1]);
+        assert!(
+            inside - host_up > 86400.0 - 1.0 && inside - host_up < 86400.0 + 60.0,
+            "uptime inside {inside}, outside {host_up}"
+        );
+
+        // Another container joins it by path.
+        let out = env
+            .run_container(&[], |s| {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "time", "path": format!("/proc/{pid}/ns/time")}));
+                s["process"]["args"] = json!(["readlink", "/proc/self/ns/time"]);
+            })
+            .ok();
+        assert_eq!(out.stdout.trim(), ns.display().to_string());
+        env.runc(&["delete", "--force", &id]).ok();
+        env.assert_clean(&id);
+    }
+}
+
+#[test]
+fn mappings_given_with_a_joined_user_namespace_must_be_its_own() {
+    // They cannot be written into a namespace that has its maps; dropped, the container
+    // would run with other ids than its config says. runc 1.2 checks them the same way.
+    let env = Env::new("userns-join-maps");
+    let maps = |host: u32| json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    let first = env.created(|s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        s["linux"]["uidMappings"] = maps(200000);
+        s["linux"]["gidMappings"] = maps(200000);
+        s["process"]["args"] = json!(["sleep", "30"]);
+    });
+    let pid = env.state(&first)["pid"].as_i64().unwrap();
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s.as_object_mut().unwrap().remove("hostname");
+        s["linux"]["namespaces"] = json!(["user", "pid", "network", "ipc", "uts", "mount"]
+            .iter()
+            .map(|t| {
+                let n = match *t {
+                    "network" => "net",
+                    "mount" => "mnt",
+                    t => t,
+                };
+                json!({"type": t, "path": format!("/proc/{pid}/ns/{n}")})
+            })
+            .collect::<Vec<_>>());
+        s["linux"]["uidMappings"] = maps(300000);
+        s["linux"]["gidMappings"] = maps(200000);
+        s["process"]["args"] = json!(["sh", "-c", format!("sleep 30; : {id}")]);
+    });
+    env.create(&id, &b).fails_with(&format!(
+        "linux.uidMappings [(0, 300000, 65536)] are not the mappings of the user namespace \
+         /proc/{pid}/ns/user ([(0, 200000, 65536)])"
+    ));
+    env.assert_clean(&id);
+}

@@ -756,3 +756,281 @@ fn signals_the_caller_ignored_are_not_ignored_in_the_container() {
     );
     env.assert_clean(&id);
 }
+
+/// Fields `n` (1-based, as proc(5) counts them) of `/proc/<pid>/stat`.
+fn stat_field(pid: i32, n: usize) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &text[text.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(n - 3).unwrap().to_string()
+}
+
+/// ioprio_get(IOPRIO_WHO_PROCESS, pid): class << 13 | level.
+fn ioprio_of(pid: i32) -> i64 {
+    // SAFETY: ioprio_get takes integers only.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, pid) };
+    assert!(
+        r >= 0,
+        "ioprio_get({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    r
+}
+
+/// The pid of a started container's init.
+fn started_with(env: &Env, edit: impl FnOnce(&mut Value)) -> (String, i32) {
+    let id = env.created(|s| {
+        args(s, &["sleep", "30"]);
+        edit(s);
+    });
+    env.runc(&["start", &id]).ok();
+    let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
+    (id, pid)
+}
+
+#[test]
+fn personality_linux32_is_set_before_exec() {
+    // runc 1.1.5 ignores linux.personality silently (`uname -m` says x86_64); crun 1.8
+    // implements it: where crun is installed it runs the same bundle first.
+    let env = Env::new("personality");
+    let script = "uname -m; cat /proc/self/personality";
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        // crun 1.8 refuses any ociVersion after 1.0.2.
+        s["ociVersion"] = json!("1.0.2");
+        s["linux"]["personality"] = json!({"domain": "LINUX32"});
+        args(s, &["sh", "-c", script]);
+    });
+    if std::path::Path::new("/usr/bin/crun").exists() && !cgroup_v2() {
+        // crun refuses this host's hybrid layout unless the empty cgroup2 mount is out of
+        // its sight (bench/lifecycle.sh does the same).
+        let crun = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
+            .arg("crun")
+            .arg("--root")
+            .arg(env.dir().join("crun-root"))
+            .args(["run", "-b", b.to_str().unwrap(), &format!("{id}-crun")])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(crun.status.success(), "crun: {crun:?}");
+        assert_eq!(String::from_utf8_lossy(&crun.stdout), "i686\n00000008\n");
+    }
+    let out = env.runc(&["run", "-b", b.to_str().unwrap(), &id]).ok();
+    assert_eq!(out.lines(), ["i686", "00000008"], "{}", out.describe());
+    env.assert_clean(&id);
+
+    // Flags of <linux/personality.h> by name (runc 1.2 ignores them with a warning).
+    let out = env
+        .run_container(&[], |s| {
+            s["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]});
+            args(s, &["sh", "-c", script]);
+        })
+        .ok();
+    assert_eq!(out.lines(), ["x86_64", "00040000"], "{}", out.describe());
+
+    // exec'd processes get it too (runc's setns init sets it as well).
+    let (id, _) = started_with(&env, |s| {
+        s["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let out = env.runc(&["exec", &id, "uname", "-m"]).ok();
+    assert_eq!(out.lines(), ["i686"], "{}", out.describe());
+}
+
+#[test]
+fn scheduler_policy_nice_and_priority_are_set() {
+    // runc 1.1 has no process.scheduler (runc 1.2 sets it with sched_setattr, as here).
+    // From the host: /proc/<pid>/stat field 19 is the nice value, 40 the real-time
+    // priority, 41 the policy (0 OTHER, 1 FIFO, 2 RR, 3 BATCH, 5 IDLE, 6 DEADLINE).
+    let env = Env::new("scheduler");
+    for (sched, nice, policy) in [
+        (json!({"policy": "SCHED_BATCH", "nice": 7}), "7", "3"),
+        (json!({"policy": "SCHED_OTHER", "nice": -5}), "-5", "0"),
+        (json!({"policy": "SCHED_IDLE"}), "0", "5"),
+        (
+            json!({"policy": "SCHED_DEADLINE", "runtime": 10_000_000, "deadline": 20_000_000,
+                   "period": 20_000_000}),
+            "0",
+            "6",
+        ),
+    ] {
+        let (id, pid) = started_with(&env, |s| s["process"]["scheduler"] = sched.clone());
+        assert_eq!(
+            (stat_field(pid, 19), stat_field(pid, 41)),
+            (nice.to_string(), policy.to_string()),
+            "{sched}"
+        );
+        env.runc(&["delete", "--force", &id]).ok();
+    }
+    // SCHED_FLAG_RESET_ON_FORK: the shell's children do not inherit its negative nice.
+    let out = env
+        .run_container(&[], |s| {
+            s["process"]["scheduler"] =
+                json!({"policy": "SCHED_OTHER", "nice": -3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+            args(
+                s,
+                &[
+                    "sh",
+                    "-c",
+                    "cut -d' ' -f19,41 /proc/self/stat; cut -d' ' -f19,41 /proc/$$/stat",
+                ],
+            );
+        })
+        .ok();
+    assert_eq!(out.lines(), ["0 0", "-3 0"], "{}", out.describe());
+
+    // A real-time policy. On a cgroup v1 host with real-time group scheduling the
+    // container's cgroup has no real-time runtime, so the kernel refuses it: a clear error
+    // naming the field, and nothing left. Elsewhere it is set.
+    let rt_group =
+        !cgroup_v2() && std::path::Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists();
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        args(s, &["sleep", "30"]);
+        s["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 10});
+    });
+    if rt_group {
+        env.create(&id, &b)
+            .fails_with("process.scheduler: sched_setattr(SCHED_FIFO, nice 0, priority 10): EPERM");
+        env.assert_clean(&id);
+    } else {
+        env.create(&id, &b).ok();
+        let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
+        assert_eq!(
+            (stat_field(pid, 40), stat_field(pid, 41)),
+            ("10".into(), "1".into())
+        );
+    }
+}
+
+#[test]
+fn io_priority_is_set_for_the_init_and_exec() {
+    // runc 1.1 has no process.ioPriority (runc 1.2 sets it with ioprio_set, as here).
+    let env = Env::new("ioprio");
+    for (class, level, want) in [
+        ("IOPRIO_CLASS_BE", 5, 2 << 13 | 5),
+        ("IOPRIO_CLASS_RT", 3, 1 << 13 | 3),
+        ("IOPRIO_CLASS_IDLE", 0, 3 << 13),
+    ] {
+        let (_, pid) = started_with(&env, |s| {
+            s["process"]["ioPriority"] = json!({"class": class, "priority": level})
+        });
+        assert_eq!(ioprio_of(pid), want, "{class} {level}");
+    }
+    // exec --process: the process document's own.
+    let (id, init) = started_with(&env, |s| {
+        s["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 1})
+    });
+    let p = json!({
+        "args": ["sh", "-c", "sleep 30; : ioprio-exec-marker"],
+        "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin"],
+        "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0},
+        "scheduler": {"policy": "SCHED_BATCH", "nice": 4}
+    });
+    let pf = env.dir().join("exec-process.json");
+    fs::write(&pf, p.to_string()).unwrap();
+    let pidf = env.dir().join("exec.pid");
+    env.runc(&[
+        "exec",
+        "-d",
+        "--process",
+        pf.to_str().unwrap(),
+        "--pid-file",
+        pidf.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let pid: i32 = fs::read_to_string(&pidf).unwrap().trim().parse().unwrap();
+    assert_eq!(ioprio_of(pid), 3 << 13);
+    assert_eq!(
+        (stat_field(pid, 19), stat_field(pid, 41)),
+        ("4".into(), "3".into())
+    );
+    assert_eq!(ioprio_of(init), 2 << 13 | 1, "the init keeps its own");
+}
+
+#[test]
+fn memory_policy_is_set_before_exec() {
+    // runc 1.1 has no linux.memoryPolicy (runc 1.3 sets it with set_mempolicy, as here).
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        eprintln!("skipped: no NUMA in this kernel");
+        return;
+    }
+    let env = Env::new("mempolicy");
+    for (policy, want) in [
+        (json!({"mode": "MPOL_BIND", "nodes": "0"}), "bind:0"),
+        (
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}),
+            "interleave:0",
+        ),
+        (
+            json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}),
+            "prefer=static:0",
+        ),
+    ] {
+        let (_, pid) = started_with(&env, |s| s["linux"]["memoryPolicy"] = policy.clone());
+        let maps = fs::read_to_string(format!("/proc/{pid}/numa_maps")).unwrap();
+        let first = maps.lines().next().unwrap_or_default();
+        assert_eq!(
+            first.split_whitespace().nth(1),
+            Some(want),
+            "{policy}:\n{maps}"
+        );
+    }
+}
+
+#[test]
+fn tmpfs_with_tmpcopyup_starts_with_what_it_covers() {
+    // runc's `tmpcopyup` (podman asks for it on its tmpfs mounts); runc 1.1.5 runs the same
+    // bundle first. The mount is a tmpfs, holds /etc's files with their modes, takes writes,
+    // and with `ro` is read-only once filled.
+    let env = Env::new("tmpcopyup");
+    let script = "grep -c ^root: /etc/passwd; stat -c %a /etc/passwd; \
+                  grep ' /etc ' /proc/self/mountinfo | cut -d' ' -f6,9; \
+                  echo x > /etc/new && echo written";
+    let want_mode = format!(
+        "{:o}",
+        fs::metadata(rootfs().join("etc/passwd"))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap()
+    );
+    for (ro, last) in [(false, "written"), (true, "")] {
+        let id = env.new_id();
+        let b = env.bundle(&id, |s| {
+            let mut options = vec!["nosuid", "nodev", "mode=755", "tmpcopyup"];
+            if ro {
+                options.push("ro");
+            }
+            s["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": options
+            }));
+            args(s, &["sh", "-c", script]);
+        });
+        let runc = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(env.dir().join("runc-root"))
+            .args(["run", "-b", b.to_str().unwrap(), &format!("{id}-runc")])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let theirs = String::from_utf8_lossy(&runc.stdout).into_owned();
+        let out = env.runc(&["run", "-b", b.to_str().unwrap(), &id]);
+        assert_eq!(out.stdout, theirs, "against runc:\n{}", out.describe());
+        let mut lines = out.lines();
+        if !ro {
+            assert_eq!(lines.pop(), Some(last), "{}", out.describe());
+        }
+        assert_eq!(lines[0], "1", "{}", out.describe());
+        assert_eq!(lines[1], want_mode);
+        let opts = lines[2].split_whitespace().next().unwrap();
+        assert!(
+            opts.starts_with(if ro { "ro," } else { "rw," }),
+            "{}",
+            out.describe()
+        );
+        assert_eq!(lines[2].split_whitespace().nth(1), Some("tmpfs"));
+        env.assert_clean(&id);
+    }
+}

@@ -92,6 +92,21 @@ fn update_changes_the_limits_of_a_running_container() {
     env.runc(&["update", "-r", doc.to_str().unwrap(), &id])
         .fails_with("not a linux.resources object");
     assert_eq!(memory(), (48u64 << 20).to_string());
+    // runc 1.2's memory.checkBeforeUpdate: a limit below the current usage is refused
+    // (without it the kernel would reclaim, or OOM-kill the container); useHierarchy false
+    // cannot be given by any kernel since 5.13.
+    fs::write(
+        &doc,
+        json!({"memory": {"limit": 4096, "checkBeforeUpdate": true}}).to_string(),
+    )
+    .unwrap();
+    env.runc(&["update", "-r", doc.to_str().unwrap(), &id])
+        .fails_with("linux.resources.memory.checkBeforeUpdate: the new limit 4096 is below the container's current memory usage");
+    fs::write(&doc, json!({"memory": {"useHierarchy": false}}).to_string()).unwrap();
+    env.runc(&["update", "-r", doc.to_str().unwrap(), &id])
+        .fails_with("linux.resources.memory.useHierarchy: false is not possible");
+    assert_eq!(memory(), (48u64 << 20).to_string());
+    assert_eq!(env.status(&id), "running");
 
     env.runc(&["kill", &id, "KILL"]).ok();
     env.wait_status(&id, "stopped", CMD_TIMEOUT);

@@ -854,6 +854,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         config_path: bundle.config_path.clone(),
         seccomp: linux.and_then(|l| l.seccomp().clone()),
         external_descriptors: stdio_links(pid),
+        personality: linux.and_then(|l| l.personality().clone()),
     };
     st.save(&opts.root)?;
     let mut console = console;

@@ -275,6 +275,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         config_path: bundle.config_path.clone(),
         seccomp: seccomp_profile,
         external_descriptors: Vec::new(),
+        personality: linux.and_then(|l| l.personality().clone()),
     };
 
     let (parent_ch, child_ch) = channel::pair()?;
@@ -286,11 +287,18 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         undo.host_mounts = Some(m);
     }
     plan.enter_pid_namespace()?;
+    let runtime_time_ns = plan.enter_time_namespace()?;
     // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
     // the child ends in exec or _exit inside `process::init::run`.
     // A new cgroup namespace is made by the init itself once it is in its cgroup (see
     // `Plan::clone_flags_for_init`), so that the namespace is rooted there.
-    let pid = unsafe { process::clone_fork(plan.clone_flags_for_init())? };
+    let pid = match unsafe { process::clone_fork(plan.clone_flags_for_init()) } {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = plan.leave_time_namespace(runtime_time_ns);
+            return Err(e);
+        }
+    };
     if pid.as_raw() == 0 {
         drop(parent_ch);
         process::init::run(InitArgs {
@@ -309,9 +317,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             seccomp: seccomp.as_ref(),
         });
     }
+    undo.child = Some(pid);
+    plan.leave_time_namespace(runtime_time_ns)?;
     drop(child_ch);
     drop(fifo);
-    undo.child = Some(pid);
     st.pid = pid.as_raw();
 
     if plan.new_user {
@@ -731,6 +740,7 @@ impl Container {
             process: &opts.process,
             preserve_fds: opts.preserve_fds,
             seccomp: seccomp.as_ref(),
+            personality: self.state.personality.as_ref(),
             join_last: paused,
         })?;
         if let (Some(path), Some(master)) = (&opts.console_socket, &spawned.console) {

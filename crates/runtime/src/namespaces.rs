@@ -21,9 +21,9 @@ pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
         LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        // CLONE_NEWTIME (0x80) is not in nix's set; it cannot be passed to clone(2) anyway
-        // (only unshare), see `Plan::unshare_time`.
-        LinuxNamespaceType::Time => CloneFlags::empty(),
+        // CLONE_NEWTIME is not in nix's set, and clone(2) cannot take it (it is a bit of
+        // CSIGNAL there): a new one is made by `Plan::enter_time_namespace`.
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
     }
 }
 
@@ -59,6 +59,9 @@ pub struct Plan {
     pub new_user: bool,
     /// Every namespace type the container has, new or joined.
     pub types: Vec<LinuxNamespaceType>,
+    /// A new time namespace, with the `timeOffsets` lines to write before the init enters
+    /// it (`monotonic <secs> <nanosecs>`).
+    pub new_time: Option<String>,
 }
 
 impl Plan {
@@ -69,6 +72,7 @@ impl Plan {
             pid_join: None,
             new_user: false,
             types: Vec::new(),
+            new_time: None,
         };
         let namespaces: Vec<LinuxNamespace> = spec
             .linux()
@@ -78,12 +82,10 @@ impl Plan {
         for ns in &namespaces {
             let typ = ns.typ();
             plan.types.push(typ);
-            if typ == LinuxNamespaceType::Time {
-                return Err(Error::Config(
-                    "time namespaces are not supported by this runtime".into(),
-                ));
-            }
             match ns.path() {
+                None if typ == LinuxNamespaceType::Time => {
+                    plan.new_time = Some(time_offsets(spec));
+                }
                 None => {
                     plan.clone_flags |= clone_flag(typ);
                     plan.new_user |= typ == LinuxNamespaceType::User;
@@ -110,6 +112,13 @@ impl Plan {
                     }
                 }
             }
+        }
+        if let Some(j) = plan
+            .joins
+            .iter()
+            .find(|j| j.typ == LinuxNamespaceType::User)
+        {
+            check_joined_user_maps(spec, j)?;
         }
         let joins_user = plan.joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
         if joins_user && !plan.clone_flags.is_empty() {
@@ -152,6 +161,46 @@ impl Plan {
         Ok(())
     }
 
+    /// Parent side, right before the init is cloned: a new time namespace for our
+    /// children, its offsets written while no process is in it yet (the kernel refuses
+    /// them once one is). unshare(CLONE_NEWTIME) moves only the children; the init is then
+    /// born in it, and `leave_time_namespace` puts our later children (the createRuntime
+    /// hooks) back into ours. Returns our own time namespace for that.
+    ///
+    /// The namespace is made here, not by the init, because the process that unshares it
+    /// stays outside: runc and crun have a process between the runtime and the container's
+    /// init for it, which ours does not. It is owned by the runtime's user namespace, so
+    /// `exec` joins it before the container's user namespace.
+    pub fn enter_time_namespace(&self) -> Result<Option<OwnedFd>> {
+        let Some(offsets) = &self.new_time else {
+            return Ok(None);
+        };
+        let ours: OwnedFd = File::open("/proc/self/ns/time")
+            .map_err(|e| Error::io("open", "/proc/self/ns/time", e))?
+            .into();
+        nix::sched::unshare(clone_flag(LinuxNamespaceType::Time)).sys("unshare(CLONE_NEWTIME)")?;
+        if !offsets.is_empty() {
+            if let Err(e) = std::fs::write("/proc/self/timens_offsets", offsets) {
+                let _ = self.leave_time_namespace(Some(ours));
+                return Err(Error::Config(format!(
+                    "linux.timeOffsets: write /proc/self/timens_offsets ({}): {e}",
+                    offsets.trim().replace('\n', ", ")
+                )));
+            }
+        }
+        Ok(Some(ours))
+    }
+
+    /// Parent side, once the init is cloned: our children are born in our own time
+    /// namespace again.
+    pub fn leave_time_namespace(&self, ours: Option<OwnedFd>) -> Result<()> {
+        if let Some(fd) = ours {
+            nix::sched::setns(fd.as_fd(), clone_flag(LinuxNamespaceType::Time))
+                .sys("setns back into the runtime's time namespace")?;
+        }
+        Ok(())
+    }
+
     /// Parent side: enter the pid namespace the init must be born in.
     pub fn enter_pid_namespace(&self) -> Result<()> {
         if let Some(j) = &self.pid_join {
@@ -160,6 +209,114 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// `linux.uidMappings`/`gidMappings` given with a user namespace joined by path cannot be
+/// written (the namespace has its maps); as runc 1.2 does, they must be the namespace's own,
+/// else `create` fails naming them rather than run with other ids than the config says.
+fn check_joined_user_maps(spec: &Spec, join: &Join) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let want = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        let mut v: IdMap = maps
+            .iter()
+            .flatten()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (uids, gids) = (want(linux.uid_mappings()), want(linux.gid_mappings()));
+    if uids.is_empty() && gids.is_empty() {
+        return Ok(());
+    }
+    let (have_uids, have_gids) = user_namespace_maps(join)?;
+    for (field, want, have) in [
+        ("linux.uidMappings", uids, have_uids),
+        ("linux.gidMappings", gids, have_gids),
+    ] {
+        if !want.is_empty() && want != have {
+            return Err(Error::Config(format!(
+                "{field} {want:?} are not the mappings of the user namespace {} ({have:?})",
+                join.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An id map as (container id, host id, size) triples, sorted.
+type IdMap = Vec<(u32, u32, u32)>;
+
+/// The uid and gid maps of a user namespace, read by a child that joins it.
+fn user_namespace_maps(join: &Join) -> Result<(IdMap, IdMap)> {
+    let parse = |text: &str| {
+        let mut v: IdMap = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<u32> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (f.len() == 3).then(|| (f[0], f[1], f[2]))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (r, w) = nix::unistd::pipe().sys("pipe")?;
+    // SAFETY: the caller is single-threaded (create's rule); the child only joins the
+    // namespace, reads two files, writes them to the pipe and _exits.
+    match unsafe { nix::unistd::fork() }.sys("fork to read a user namespace's maps")? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let ok = nix::sched::setns(join.fd.as_fd(), CloneFlags::CLONE_NEWUSER).is_ok();
+            let text = if ok {
+                let u = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+                let g = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+                format!("{u}--\n{g}")
+            } else {
+                String::new()
+            };
+            let _ = nix::unistd::write(&w, text.as_bytes());
+            // SAFETY: _exit is always safe.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut File::from(r), &mut text)
+                .map_err(|e| Error::io("read", "the user namespace's maps", e))?;
+            let _ = nix::sys::wait::waitpid(child, None);
+            let Some((u, g)) = text.split_once("--\n") else {
+                return Err(Error::Config(format!(
+                    "cannot read the mappings of the user namespace {}",
+                    join.path.display()
+                )));
+            };
+            Ok((parse(u), parse(g)))
+        }
+    }
+}
+
+/// The `/proc/self/timens_offsets` lines of `linux.timeOffsets` (checked by `spec`).
+fn time_offsets(spec: &Spec) -> String {
+    let mut lines = String::new();
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref());
+    let mut clocks: Vec<_> = offsets.into_iter().flatten().collect();
+    clocks.sort_by(|a, b| a.0.cmp(b.0));
+    for (clock, o) in clocks {
+        lines += &format!(
+            "{clock} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        );
+    }
+    lines
 }
 
 /// Init side, in a network namespace the runtime created: brings its loopback up, as runc

@@ -74,14 +74,114 @@ pub fn parse(data: &[u8]) -> std::result::Result<Spec, String> {
         .and_then(|v| v.as_str())
         .ok_or("ociVersion is missing")?;
     check_version(version)?;
+    let mut raw = raw;
     // serde's message for a bad seccomp action or operator does not say where it is.
     if let Some(profile) = raw.get("linux").and_then(|l| l.get("seccomp")) {
         serde_json::from_value::<oci_spec::runtime::LinuxSeccomp>(profile.clone())
             .map_err(|e| format!("invalid config: linux.seccomp: {e}"))?;
     }
+    check_linux_fields(&raw)?;
+    if let Some(p) = raw.get_mut("process") {
+        prepare_process(p).map_err(|e| format!("invalid config: {e}"))?;
+    }
     let spec: Spec = serde_json::from_value(raw).map_err(|e| format!("invalid config: {e}"))?;
     validate(&spec)?;
     Ok(spec)
+}
+
+/// Decodes each newer `linux` field on its own first, so that a bad value (an unknown
+/// personality domain, memory policy mode...) is reported with the field's name, not as
+/// serde's bare "unknown variant".
+fn check_linux_fields(raw: &serde_json::Value) -> std::result::Result<(), String> {
+    use oci_spec::runtime::{LinuxIntelRdt, LinuxMemoryPolicy, LinuxNetDevice, LinuxPersonality};
+    use std::collections::HashMap;
+    let Some(linux) = raw.get("linux") else {
+        return Ok(());
+    };
+    fn field<T: serde::de::DeserializeOwned>(
+        linux: &serde_json::Value,
+        key: &str,
+    ) -> std::result::Result<(), String> {
+        match linux.get(key) {
+            Some(v) if !v.is_null() => serde_json::from_value::<T>(v.clone())
+                .map(|_| ())
+                .map_err(|e| format!("invalid config: linux.{key}: {e}")),
+            _ => Ok(()),
+        }
+    }
+    field::<LinuxPersonality>(linux, "personality")?;
+    field::<LinuxMemoryPolicy>(linux, "memoryPolicy")?;
+    field::<LinuxIntelRdt>(linux, "intelRdt")?;
+    field::<HashMap<String, LinuxNetDevice>>(linux, "netDevices")?;
+    field::<HashMap<String, oci_spec::runtime::LinuxTimeOffset>>(linux, "timeOffsets")?;
+    Ok(())
+}
+
+/// Readies a raw `process` object for oci-spec: the scheduler's flags in the runtime spec's
+/// names (`SCHED_FLAG_RESET_ON_FORK`...) become oci-spec 0.10's spelling of them, and the
+/// scheduler, I/O priority and CPU affinity are decoded on their own first, so an error
+/// names the field.
+fn prepare_process(p: &mut serde_json::Value) -> std::result::Result<(), String> {
+    use crate::process::attrs::SCHED_FLAGS;
+    if let Some(flags) = p
+        .get_mut("scheduler")
+        .and_then(|s| s.get_mut("flags"))
+        .and_then(|f| f.as_array_mut())
+    {
+        for f in flags.iter_mut() {
+            let name = f.as_str().unwrap_or_default().to_string();
+            let (_, flag, _) = SCHED_FLAGS
+                .iter()
+                .find(|(n, v, _)| *n == name || serde_json::to_value(v).ok().as_ref() == Some(&*f))
+                .ok_or_else(|| format!("process.scheduler.flags: unknown flag {f}"))?;
+            *f = serde_json::to_value(flag).expect("flags serialize");
+        }
+    }
+    fn field<T: serde::de::DeserializeOwned>(
+        p: &serde_json::Value,
+        key: &str,
+    ) -> std::result::Result<(), String> {
+        match p.get(key) {
+            Some(v) if !v.is_null() => serde_json::from_value::<T>(v.clone())
+                .map(|_| ())
+                .map_err(|e| format!("process.{key}: {e}")),
+            _ => Ok(()),
+        }
+    }
+    field::<oci_spec::runtime::Scheduler>(p, "scheduler")?;
+    field::<oci_spec::runtime::LinuxIOPriority>(p, "ioPriority")?;
+    field::<oci_spec::runtime::ExecCPUAffinity>(p, "execCPUAffinity")?;
+    Ok(())
+}
+
+/// Parses and checks a process document (`exec --process FILE`) as the config's own.
+pub fn parse_process(data: &[u8]) -> std::result::Result<oci_spec::runtime::Process, String> {
+    let mut raw: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| format!("invalid JSON: {e}"))?;
+    prepare_process(&mut raw)?;
+    let p: oci_spec::runtime::Process =
+        serde_json::from_value(raw).map_err(|e| format!("invalid process: {e}"))?;
+    validate_process(&p)?;
+    Ok(p)
+}
+
+/// What of a process can be checked without the kernel: the scheduler, the I/O priority.
+pub fn validate_process(p: &oci_spec::runtime::Process) -> std::result::Result<(), String> {
+    if let Some(s) = p.scheduler() {
+        crate::process::attrs::sched_attr(s)?;
+    }
+    if let Some(io) = p.io_priority() {
+        crate::process::attrs::ioprio_value(io)?;
+    }
+    if let Some(a) = p.exec_cpu_affinity() {
+        if let Some(c) = a.initial() {
+            crate::process::attrs::cpu_set(c, "process.execCPUAffinity.initial")?;
+        }
+        if let Some(c) = a.cpu_affinity_final() {
+            crate::process::attrs::cpu_set(c, "process.execCPUAffinity.final")?;
+        }
+    }
+    Ok(())
 }
 
 /// We implement runtime-spec 1.0.0 to 1.3.0 and accept any 1.x: minor versions only add
@@ -184,12 +284,129 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
             return Err("process.selinuxLabel: SELinux is not supported by this runtime".into());
         }
     }
+    validate_process(process)?;
+    if let Some(linux) = spec.linux() {
+        validate_linux_extras(linux)?;
+    }
     for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(format!(
+                "mounts: {}: uidMappings/gidMappings (an idmapped mount) are not supported by \
+                 this runtime",
+                m.destination().display()
+            ));
+        }
         if !m.destination().is_absolute() {
             return Err(format!(
                 "mount destination {:?} is not an absolute path",
                 m.destination()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// What of `linux.resources` is checked before any cgroup is touched (at create and
+/// update): `memory.useHierarchy: false`, which no kernel since 5.13 can give (the memory
+/// cgroup is always hierarchical) and which would otherwise be dropped.
+pub fn check_resources(r: &oci_spec::runtime::LinuxResources) -> std::result::Result<(), String> {
+    if r.memory().as_ref().and_then(|m| m.use_hierarchy()) == Some(false) {
+        return Err(
+            "linux.resources.memory.useHierarchy: false is not possible: the memory \
+             cgroup is always hierarchical"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Where the kernel has time namespaces (5.6 and later, CONFIG_TIME_NS).
+pub fn kernel_has_time_namespaces() -> bool {
+    std::path::Path::new("/proc/self/ns/time").exists()
+}
+
+/// Where the host has Intel RDT's resctrl filesystem mounted.
+pub fn host_has_resctrl() -> bool {
+    std::path::Path::new("/sys/fs/resctrl/schemata").exists()
+}
+
+/// The newer `linux` fields: personality, memory policy, time offsets, and the ones this
+/// runtime refuses by name rather than drop (intelRdt, netDevices).
+fn validate_linux_extras(linux: &oci_spec::runtime::Linux) -> std::result::Result<(), String> {
+    if let Some(p) = linux.personality() {
+        crate::process::attrs::personality_value(p)?;
+    }
+    if let Some(p) = linux.memory_policy() {
+        crate::process::attrs::mempolicy(p)?;
+    }
+    if let Some(r) = linux.resources() {
+        check_resources(r)?;
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(if host_has_resctrl() {
+            "linux.intelRdt: Intel RDT (resctrl) is not supported by this runtime".into()
+        } else {
+            "linux.intelRdt: Intel RDT is not available: the host has no resctrl filesystem \
+             mounted at /sys/fs/resctrl"
+                .into()
+        });
+    }
+    if let Some(devs) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+        let mut names: Vec<&String> = devs.keys().collect();
+        names.sort();
+        return Err(format!(
+            "linux.netDevices: moving host network devices ({}) into the container is not \
+             supported by this runtime",
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let time_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .find(|ns| ns.typ() == LinuxNamespaceType::Time);
+    if time_ns.is_some() && !kernel_has_time_namespaces() {
+        return Err(
+            "linux.namespaces: this kernel has no time namespaces (it needs 5.6 or later with \
+             CONFIG_TIME_NS)"
+                .into(),
+        );
+    }
+    if let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) {
+        match time_ns {
+            None => {
+                return Err("linux.timeOffsets: time offsets need a new time namespace \
+                     (linux.namespaces has no \"time\")"
+                    .into())
+            }
+            Some(ns) if ns.path().is_some() => {
+                return Err(
+                    "linux.timeOffsets: the offsets of a time namespace joined by path cannot \
+                     be changed"
+                        .into(),
+                )
+            }
+            Some(_) => {}
+        }
+        let mut keys: Vec<&String> = offsets.keys().collect();
+        keys.sort();
+        for k in keys {
+            if k != "monotonic" && k != "boottime" {
+                return Err(format!(
+                    "linux.timeOffsets: unknown clock {k:?} (only monotonic and boottime have \
+                     offsets)"
+                ));
+            }
+            if offsets[k].nanosecs().unwrap_or(0) >= 1_000_000_000 {
+                return Err(format!(
+                    "linux.timeOffsets.{k}.nanosecs: {} is not below 1000000000",
+                    offsets[k].nanosecs().unwrap_or(0)
+                ));
+            }
         }
     }
     Ok(())
@@ -405,6 +622,39 @@ mod tests {
             let e = parse(&data).unwrap_err();
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn scheduler_flags_take_the_runtime_specs_names() {
+        let names: Vec<&str> = crate::process::attrs::SCHED_FLAGS
+            .iter()
+            .map(|(n, _, _)| *n)
+            .filter(|n| !n.contains("UTIL_CLAMP"))
+            .collect();
+        let spec = parse(&spec_with(|v| {
+            v["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_OTHER", "flags": names})
+        }))
+        .unwrap();
+        let s = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .scheduler()
+            .clone()
+            .unwrap();
+        assert_eq!(crate::process::attrs::sched_attr(&s).unwrap().flags, 0x1f);
+        // exec's process documents the same way.
+        let p = parse_process(
+            br#"{"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                 "scheduler": {"policy": "SCHED_BATCH", "flags": ["SCHED_FLAG_RESET_ON_FORK"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::process::attrs::sched_attr(p.scheduler().as_ref().unwrap())
+                .unwrap()
+                .flags,
+            1
+        );
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub struct State {
     /// stdio in place of those pipes (runc's externalDescriptors).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_descriptors: Vec<String>,
+    /// The config's `linux.personality`, which every `exec`'d process gets too (as runc's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<oci_spec::runtime::LinuxPersonality>,
 }
 
 /// The mounts a container without its own mount namespace found under its rootfs, so that
@@ -356,6 +359,7 @@ mod tests {
             config_path: "/b/config.json".into(),
             seccomp: None,
             external_descriptors: vec![],
+            personality: None,
         };
         s.save(root.path()).unwrap();
         let back = State::load(root.path(), "c1").unwrap();

@@ -33,7 +33,10 @@ struct Target {
 
 /// Opens the init's namespaces that differ from ours, user first and mount last.
 fn open_namespaces(init_pid: i32, names: &[String]) -> Result<(Vec<Target>, Option<File>)> {
-    const ORDER: [(&str, CloneFlags); 7] = [
+    const ORDER: [(&str, CloneFlags); 8] = [
+        // Time first: a time namespace warden-runc made is owned by the host's user
+        // namespace, which we leave by joining the container's.
+        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
         ("user", CloneFlags::CLONE_NEWUSER),
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
@@ -72,6 +75,8 @@ pub struct ExecArgs<'a> {
     pub preserve_fds: i32,
     /// The container's compiled `linux.seccomp`.
     pub seccomp: Option<&'a crate::security::seccomp::Filter>,
+    /// The container's `linux.personality`.
+    pub personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     /// The cgroup is frozen: join it last and do not wait for the exec (see the module doc).
     pub join_last: bool,
 }
@@ -107,11 +112,22 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
         unsafe { libc::_exit(1) }
     }
     drop(child_ch);
+    let initial = a
+        .process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|c| c.initial().as_deref())
+        .filter(|c| !c.is_empty());
     let undo = |e: Error| {
         let _ = signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         e
     };
+    if let Some(cpus) = initial {
+        // Where the child runs until it joins the cgroup.
+        super::attrs::set_affinity(pid.as_raw(), cpus, "process.execCPUAffinity.initial")
+            .map_err(undo)?;
+    }
     // Into the cgroup (unless it is to be last), then let the child go on.
     let go_on = |join: bool| -> Result<()> {
         if join {
@@ -144,6 +160,13 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
     Ok(Spawned { pid, console })
 }
 
+fn final_cpus(p: &Process) -> Option<&str> {
+    p.exec_cpu_affinity()
+        .as_ref()
+        .and_then(|c| c.cpu_affinity_final().as_deref())
+        .filter(|c| !c.is_empty())
+}
+
 fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Result<Infallible> {
     crate::security::set_not_dumpable()?;
     ch.expect("Continue")?;
@@ -159,12 +182,20 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     }
     let process = a.process;
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    if let Some(cpus) = final_cpus(process) {
+        // In the cgroup now (whose cpuset reset our affinity when we joined it).
+        super::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;
+    }
     nix::unistd::setsid().sys("setsid")?;
     if process.terminal().unwrap_or(false) {
         init::send_terminal(process, ch)?;
     }
     let (exe, env) = init::resolve_process(process)?;
+    super::attrs::apply_process(process)?;
     init::drop_privileges(process, in_user_ns, a.seccomp, ch)?;
+    if let Some(p) = a.personality {
+        super::attrs::set_personality(p)?;
+    }
     init::prepare_exec(3 + a.preserve_fds)?;
     if a.join_last {
         ch.send(&Message::Ready)?;

@@ -123,6 +123,17 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         crate::console::bind_console()?;
     }
     let (exe, env) = resolve_process(process)?;
+    // As late as they can be (a SCHED_IDLE init set up at the idle priority would crawl on
+    // a busy host) while the init still has the capabilities they may need.
+    super::attrs::apply_process(process)?;
+    if let Some(linux) = a.spec.linux() {
+        if let Some(p) = linux.memory_policy() {
+            super::attrs::set_memory_policy(p)?;
+        }
+        if let Some(p) = linux.personality() {
+            super::attrs::set_personality(p)?;
+        }
+    }
     drop_privileges(process, in_user_ns, a.seccomp, &a.channel)?;
     prepare_exec(3 + a.preserve_fds)?;
 

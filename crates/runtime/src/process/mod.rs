@@ -7,6 +7,7 @@
 //! moment of the clone. `warden-runc` is single-threaded; `wardend` creates containers by
 //! running `warden-runc`, never by calling `create` from its tokio threads.
 
+pub mod attrs;
 pub mod channel;
 pub mod exec;
 pub mod init;

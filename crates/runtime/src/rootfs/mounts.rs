@@ -73,7 +73,8 @@ impl Options {
                     o.propagation.push(propagation_flag(opt).expect("listed"));
                     continue;
                 }
-                // Options of other runtimes that change nothing for us.
+                // `tmpcopyup` is handled by `mount_entry` (a tmpfs gets what its mount point
+                // held); crun's `copy-symlink` changes nothing for us.
                 "tmpcopyup" | "notmpcopyup" | "copy-symlink" => continue,
                 _ => {
                     o.data.push(opt.clone());
@@ -272,9 +273,44 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
         make_target(&dest, false)?;
         let source = m.source().as_deref().unwrap_or(Path::new(typ));
         let fstype = (!typ.is_empty()).then_some(typ);
+        // runc's `tmpcopyup`: the tmpfs starts with a copy of what the directory it covers
+        // holds, read through an fd of that directory opened before the mount (a read-only
+        // tmpfs is mounted writable for the copy and made read-only after it).
+        let copy_up = typ == "tmpfs"
+            && m.options().iter().flatten().any(|o| o == "tmpcopyup")
+            && !m.options().iter().flatten().any(|o| o == "notmpcopyup");
+        let covered = copy_up
+            .then(|| super::path::open_in_root(ctx.rootfs, shown))
+            .transpose()?;
+        let flags = if copy_up {
+            opts.flags & !MsFlags::MS_RDONLY
+        } else {
+            opts.flags
+        };
         let mounted = at_target(ctx, shown, |t| {
-            sys_mount(Some(source), t, fstype, opts.flags, data.as_deref())
+            sys_mount(Some(source), t, fstype, flags, data.as_deref())
         });
+        if let (Ok(()), Some(covered)) = (&mounted, covered) {
+            let from = format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&covered)
+            );
+            at_target(ctx, shown, |t| {
+                copy_tree(Path::new(&from), t)
+                    .map_err(|e| Error::Init(format!("mount {}: tmpcopyup: {e}", shown.display())))
+            })?;
+            if opts.flags.contains(MsFlags::MS_RDONLY) {
+                at_target(ctx, shown, |t| {
+                    sys_mount(
+                        None,
+                        t,
+                        None,
+                        MsFlags::MS_REMOUNT | opts.flags,
+                        data.as_deref(),
+                    )
+                })?;
+            }
+        }
         match mounted {
             Ok(()) => {}
             // sysfs of another network namespace, or mqueue of another ipc namespace, cannot
@@ -304,6 +340,38 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
     }
     for p in &opts.propagation {
         at_target(ctx, shown, |t| sys_mount(None, t, None, *p, None))?;
+    }
+    Ok(())
+}
+
+/// Copies what `from` holds into `to`: directories, regular files and symlinks with their
+/// modes and owners (other file types are skipped, as a tmpfs copy-up needs none). An owner
+/// a user namespace does not map stays the init's.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&src)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else {
+            continue;
+        }
+        match std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid())) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => {}
+            r => r?,
+        }
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
     }
     Ok(())
 }

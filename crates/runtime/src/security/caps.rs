@@ -13,6 +13,13 @@ use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
 use crate::error::{Error, Result};
 
+/// Every capability name a config may use, in the kernel's order (`features` lists them).
+pub fn known() -> Vec<String> {
+    let mut all: Vec<Cap> = ::caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all.iter().map(|c| c.to_string()).collect()
+}
+
 /// The kernel's number of an OCI capability.
 pub fn number(c: &Capability) -> Result<u8> {
     let name = format!("CAP_{c}");
