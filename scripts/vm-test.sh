@@ -95,7 +95,16 @@ trap 'exit 130' INT TERM
 } > "$out/guest.sh"
 n=0
 for line in "${lane[@]}"; do
-    read -r pkgname target filter <<< "$line"
+    read -r pkgname target rest <<< "$line"
+    # NAME=value words are the binary's environment (a test that must not skip here, say);
+    # the other words its arguments.
+    envs= filter=
+    for word in $rest; do
+        case $word in
+            [A-Z_]*=*) envs="$envs $word" ;;
+            *) filter="$filter $word" ;;
+        esac
+    done
     exe=$(cargo test -q -p "$pkgname" --test "$target" --no-run --message-format=json 2>/dev/null |
         jq -r --arg t "$target" 'select(.reason == "compiler-artifact" and .executable != null
             and .target.name == $t and .target.kind == ["test"]) | .executable' |
@@ -103,7 +112,7 @@ for line in "${lane[@]}"; do
     [ -n "$exe" ] || die "cannot build test $target of $pkgname (scripts/vm-lane.txt: $line)"
     n=$((n + 1))
     # Each binary under tini (a subreaper, as on the host) and a time limit of its own.
-    echo "timeout -k 10 600 tini -s -g -- '$exe' $filter > '$out/$n.log' 2>&1; echo \"\$? $pkgname $target\" >> '$out/results'" >> "$out/guest.sh"
+    echo "timeout -k 10 600 env$envs tini -s -g -- '$exe'$filter > '$out/$n.log' 2>&1; echo \"\$? $pkgname $target\" >> '$out/results'" >> "$out/guest.sh"
 done
 echo "echo done > '$out/finished'" >> "$out/guest.sh"
 chmod +x "$out/guest.sh"

@@ -145,7 +145,8 @@ impl Wardend {
             .unwrap();
         let pid = child.id();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: under the v2 lane's emulated CPUs a restart's exec alone has taken 30 s.
+        let deadline = Instant::now() + Duration::from_secs(90);
         while Client::connect(&self.socket).is_err() {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             assert!(
