@@ -17,6 +17,7 @@ packages=(
     gcc libc6-dev   # the static ICMP echo client that crates/daemon/tests/containers.rs builds
     time         # /usr/bin/time: peak RSS in bench/lifecycle.sh
     qemu-system-x86 kmod python3-venv   # the cgroup v2 lane (scripts/vm-test.sh): qemu, depmod, virtme-ng's venv
+    btrfs-progs xfsprogs   # mkfs for the disk quota tests' own filesystems (crates/daemon/tests/disk.rs)
 )
 if [ "${WARDEN_SKIP_APT:-}" = 1 ]; then exit 0; fi
 missing=()

@@ -10,14 +10,21 @@
 //! another). It starts its own wardend (the bench profile's build) with a depot, socket,
 //! cgroup parent and /24 pool of its own, and destroys everything it made. Environment:
 //! `BENCH_N` (sequential iterations, default 100), `BENCH_IDLE` (idle containers for the
-//! memory figure, default 20).
+//! memory figure, default 20), `BENCH_DISK=0` to leave out the disk quota rows.
+//!
+//! The disk quota rows: two more daemons, each on a btrfs of its own (a loop device over a
+//! sparse file; mkfs.btrfs from btrfs-progs), one with quotas off (the layer a plain dir),
+//! one with the btrfs backend (the layer a subvolume), interleaved: create, create then
+//! limit_disk, destroy.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use warden_client::Client;
-use warden_protocol::{CreateRequest, DestroyRequest, NetInRequest, NetOutRequest, RunRequest};
+use warden_protocol::{
+    CreateRequest, DestroyRequest, LimitDiskRequest, NetInRequest, NetOutRequest, RunRequest,
+};
 
 struct Daemon {
     child: Child,
@@ -55,6 +62,11 @@ fn nft_table(cgroup_parent: &str) -> String {
 }
 
 fn start() -> Daemon {
+    start_on(None, "", "", "10.236.0.0/22")
+}
+
+/// A daemon with its depot at `depot` (else in its temp dir), `extra` YAML lines in `server:`.
+fn start_on(depot: Option<&Path>, tag: &str, extra: &str, pool: &str) -> Daemon {
     let dir = tempfile::Builder::new()
         .prefix("wardend-bench")
         .tempdir()
@@ -62,15 +74,15 @@ fn start() -> Daemon {
     let socket = dir.path().join("w.sock");
     let rootfs =
         std::env::var("WARDEN_TEST_ROOTFS").unwrap_or_else(|_| "/var/cache/warden/rootfs".into());
-    let cgroup_parent = format!("warden-bench-{}", std::process::id());
+    let cgroup_parent = format!("warden-bench-{}{tag}", std::process::id());
     let nft = nft_table(&cgroup_parent);
     let config = dir.path().join("wardend.yml");
     std::fs::write(
         &config,
         format!(
-            "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n\
+            "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n{extra}\
              health_check_server:\n  port: 0\nlogging:\n  level: info\n\
-             network:\n  pool_network: 10.236.0.0/22\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n"
+             network:\n  pool_network: {pool}\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n"
         ),
     )
     .unwrap();
@@ -80,7 +92,7 @@ fn start() -> Daemon {
         .arg("--socket")
         .arg(&socket)
         .arg("--depot")
-        .arg(dir.path().join("depot"))
+        .arg(depot.map_or_else(|| dir.path().join("depot"), Path::to_path_buf))
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -143,6 +155,120 @@ fn init_pids(depot: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// A btrfs on a loop device over a sparse file, mounted in a temp dir; gone when dropped.
+struct Btrfs {
+    dir: tempfile::TempDir,
+    device: String,
+}
+
+impl Btrfs {
+    fn new() -> Btrfs {
+        let dir = tempfile::Builder::new()
+            .prefix("wardend-bench-btrfs")
+            .tempdir()
+            .unwrap();
+        let image = dir.path().join("image");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(4 << 30)
+            .unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {out:?}");
+        let fs = Btrfs {
+            device: String::from_utf8(out.stdout).unwrap().trim().to_string(),
+            dir,
+        };
+        std::fs::create_dir(fs.mount()).unwrap();
+        let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        ok(Command::new("mkfs.btrfs")
+            .args(["-q", "-f", &fs.device])
+            .stdout(Stdio::null()));
+        ok(Command::new("mount").arg(&fs.device).arg(fs.mount()));
+        fs
+    }
+
+    fn mount(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for Btrfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mount()).status();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
+
+/// create / create + limit_disk / destroy on btrfs depots, without and with quotas.
+fn disk_rows(n: usize) {
+    let (plain_fs, quota_fs) = (Btrfs::new(), Btrfs::new());
+    let plain = start_on(
+        Some(&plain_fs.mount()),
+        "-p",
+        "  quota:\n    disk_quota_enabled: false\n",
+        "10.236.4.0/22",
+    );
+    let quota = start_on(
+        Some(&quota_fs.mount()),
+        "-q",
+        "  quota:\n    disk_quota_backend: btrfs\n",
+        "10.236.8.0/22",
+    );
+    let mut pc = Client::connect(&plain.socket).unwrap();
+    let mut qc = Client::connect(&quota.socket).unwrap();
+    for _ in 0..3 {
+        for c in [&mut pc, &mut qc] {
+            let h = c.create(CreateRequest::default()).unwrap().handle;
+            c.destroy(DestroyRequest { handle: h }).unwrap();
+        }
+    }
+    let (mut p_create, mut p_destroy) = (vec![], vec![]);
+    let (mut q_create, mut q_limit, mut q_both, mut q_destroy) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let h = pc.create(CreateRequest::default()).unwrap().handle;
+        let t1 = Instant::now();
+        pc.destroy(DestroyRequest { handle: h }).unwrap();
+        let t2 = Instant::now();
+        p_create.push(t1 - t0);
+        p_destroy.push(t2 - t1);
+
+        let t0 = Instant::now();
+        let h = qc.create(CreateRequest::default()).unwrap().handle;
+        let t1 = Instant::now();
+        let r = qc
+            .call(LimitDiskRequest {
+                handle: h.clone(),
+                byte_limit: Some(64 << 20),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.byte_limit, Some(64 << 20));
+        let t2 = Instant::now();
+        qc.destroy(DestroyRequest { handle: h }).unwrap();
+        let t3 = Instant::now();
+        q_create.push(t1 - t0);
+        q_limit.push(t2 - t1);
+        q_both.push(t2 - t0);
+        q_destroy.push(t3 - t2);
+    }
+    println!();
+    println!("disk quotas on btrfs depots, N={n} interleaved, times in ms");
+    println!("{:<26} {:>9} {:>9} {:>9}", "step", "p50", "p99", "max");
+    row("create, quotas off", p_create);
+    row("create, btrfs quota", q_create);
+    row("limit_disk", q_limit);
+    row("create + limit_disk", q_both);
+    row("destroy, quotas off", p_destroy);
+    row("destroy, btrfs quota", q_destroy);
+    drop((pc, qc));
+    drop((plain, quota));
 }
 
 fn main() {
@@ -281,5 +407,10 @@ fn main() {
     );
     for h in hs {
         c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    drop(c);
+    drop(d);
+    if std::env::var("BENCH_DISK").as_deref() != Ok("0") {
+        disk_rows(n);
     }
 }

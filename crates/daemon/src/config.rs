@@ -155,12 +155,16 @@ pub enum FileMode {
 #[serde(default, deny_unknown_fields)]
 pub struct RawQuota {
     pub disk_quota_enabled: bool,
+    /// Ours: `auto` (whatever the depot's filesystem supports), `xfs` or `btrfs` (that one,
+    /// or the daemon does not start).
+    pub disk_quota_backend: String,
 }
 
 impl Default for RawQuota {
     fn default() -> Self {
         RawQuota {
             disk_quota_enabled: true,
+            disk_quota_backend: "auto".into(),
         }
     }
 }
@@ -427,6 +431,7 @@ pub struct ServerConfig {
     pub container_rlimits: Rlimits,
     pub job_output_limit: u64,
     pub disk_quota_enabled: bool,
+    pub disk_quota_backend: crate::container::disk::Choice,
     pub allow_nested_warden: bool,
     pub pidfile: Option<PathBuf>,
     pub syslog_socket: Option<PathBuf>,
@@ -846,6 +851,19 @@ impl Config {
                 "a container needs at least one process (null means no limit)",
             ));
         }
+        use crate::container::disk::{Choice, Kind};
+        let disk_quota_backend = match s.quota.disk_quota_backend.as_str() {
+            "auto" => Choice::Auto,
+            "xfs" => Choice::Required(Kind::Xfs),
+            "btrfs" => Choice::Required(Kind::Btrfs),
+            b => {
+                return Err(invalid(
+                    "server.quota.disk_quota_backend",
+                    b,
+                    "want auto, xfs or btrfs",
+                ))
+            }
+        };
         let server = ServerConfig {
             unix_domain_path: s.unix_domain_path.clone(),
             unix_domain_permissions: parse_mode(&s.unix_domain_permissions)?,
@@ -855,6 +873,7 @@ impl Config {
             container_rlimits: s.container_rlimits.clone(),
             job_output_limit: s.job_output_limit,
             disk_quota_enabled: s.quota.disk_quota_enabled,
+            disk_quota_backend,
             allow_nested_warden: s.allow_nested_warden,
             pidfile: s.pidfile.clone(),
             syslog_socket: s.syslog_socket.clone(),
@@ -957,6 +976,21 @@ mod tests {
         );
         let e = err("server:\n  container_pids_limit: 0\n");
         assert!(e.contains("server.container_pids_limit: 0"), "{e}");
+    }
+
+    #[test]
+    fn disk_quota_backend() {
+        use crate::container::disk::{Choice, Kind};
+        assert_eq!(parse("").unwrap().server.disk_quota_backend, Choice::Auto);
+        let c = parse("server:\n  quota:\n    disk_quota_backend: btrfs\n").unwrap();
+        assert_eq!(c.server.disk_quota_backend, Choice::Required(Kind::Btrfs));
+        let c = parse("server:\n  quota:\n    disk_quota_backend: xfs\n").unwrap();
+        assert_eq!(c.server.disk_quota_backend, Choice::Required(Kind::Xfs));
+        let e = err("server:\n  quota:\n    disk_quota_backend: ext4\n");
+        assert!(
+            e.contains("server.quota.disk_quota_backend") && e.contains("ext4"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -604,7 +604,7 @@ fn a_full_network_pool_is_an_error() {
 
 #[test]
 fn a_create_failing_at_any_step_leaves_nothing() {
-    for step in ["overlay", "identity", "network", "bundle", "init"] {
+    for step in ["disk", "overlay", "identity", "network", "bundle", "init"] {
         // A pool of one /30 and one uid: a create after the failed one proves both came back.
         let mut w = Wardend::start_pool("", "user:\n  pool_size: 1\n", 30);
         w.kill9();

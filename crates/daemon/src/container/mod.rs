@@ -4,11 +4,13 @@
 //! - [`id`]: container ids (SPEC 3.2).
 //! - [`rootfs`]: the overlay over the base rootfs and the files written into it.
 //! - [`bundle`]: the OCI config.json the runtime starts.
+//! - [`disk`]: disk quotas on the writable layer (XFS project quotas, btrfs qgroups).
 //! - [`limits`]: limit_memory, limit_cpu and the OOM notifier.
 //! - [`runtime`]: the create helper (our runtime library, single-threaded) and delete/kill.
 //! - [`snapshot`]: `snapshot.json`, rewritten atomically on every change.
 
 pub mod bundle;
+pub mod disk;
 pub mod id;
 pub mod limits;
 pub mod rootfs;

@@ -18,9 +18,10 @@ pub fn rootfs_dir(container_dir: &Path) -> PathBuf {
     container_dir.join("rootfs")
 }
 
-/// Mounts the overlay of `base` at `<dir>/rootfs`.
-pub fn mount_overlay(dir: &Path, base: &Path) -> Result<(), Error> {
-    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), rootfs_dir(dir));
+/// Mounts the overlay of `base` at `<dir>/rootfs`, its `upper/` and `work/` in `layer` (the
+/// container's quota unit, see [`super::disk`]).
+pub fn mount_overlay(dir: &Path, layer: &Path, base: &Path) -> Result<(), Error> {
+    let (upper, work, merged) = (layer.join("upper"), layer.join("work"), rootfs_dir(dir));
     for d in [&upper, &work, &merged] {
         std::fs::DirBuilder::new()
             .mode(0o755)

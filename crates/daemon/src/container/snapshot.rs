@@ -43,6 +43,12 @@ pub struct Snapshot {
     /// net_out entries, oldest first.
     #[serde(default)]
     pub net_out: Vec<crate::net::firewall::NetOut>,
+    /// The disk quota backend its layer (`disk/`) is a unit of; None: no quota.
+    #[serde(default)]
+    pub disk_quota: Option<super::disk::Kind>,
+    /// The last limit_disk limits, put back after a restart.
+    #[serde(default)]
+    pub limit_disk: Option<super::disk::Limits>,
 }
 
 impl Snapshot {

@@ -1,6 +1,7 @@
 //! The info request: a container's state, events, addresses, jobs and cgroup stats (or its
 //! obituary once a destroy has begun).
 
+use warden_protocol::messages::DiskStat;
 use warden_protocol::{BandwidthStat, InfoResponse};
 
 use super::{blocking, Container, Manager};
@@ -43,6 +44,7 @@ impl Manager {
             blocking(move || Ok((stats::memory(&root, &id), stats::cpu(&root, &id)))).await?;
         info.memory_stat = mem;
         info.cpu_stat = cpu;
+        info.disk_stat = self.disk_stat(c).await;
         Ok(info)
     }
 
@@ -64,6 +66,27 @@ impl Manager {
             in_burst: Some(limits.into.map_or(NO_LIMIT, |l| l.burst)),
             out_rate: Some(limits.out.map_or(NO_LIMIT, |l| l.rate)),
             out_burst: Some(limits.out.map_or(NO_LIMIT, |l| l.burst)),
+        }
+    }
+
+    /// bytes and inodes used by the container's layer, as its quota backend counts them;
+    /// None when quotas are off (SPEC 3.9) or the container has none.
+    async fn disk_stat(&self, c: &Container) -> Option<DiskStat> {
+        let (disks, kind, layer, uid) = (self.disks.clone(), c.disk_quota, c.layer(), c.uid);
+        let r = blocking(move || match disks.backend_for(kind) {
+            Some(b) => b.get(&layer, uid).map(Some),
+            None => Ok(None),
+        })
+        .await;
+        match r {
+            Ok(u) => u.map(|(_, usage)| DiskStat {
+                bytes_used: Some(usage.bytes),
+                inodes_used: usage.inodes,
+            }),
+            Err(e) => {
+                tracing::warn!(handle = %c.handle, "Failed getting disk usage: {e}");
+                None
+            }
         }
     }
 }

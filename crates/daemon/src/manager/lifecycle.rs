@@ -1,7 +1,7 @@
 //! The container lifecycle requests: create, stop and destroy, and the teardown they share.
 //!
-//! Create is a sequence of steps (pool entries, dir, overlay, /etc, network namespace and
-//! veth, bundle, init); a failure at any step tears down with [`Manager::teardown`], the
+//! Create is a sequence of steps (pool entries, dir, the writable layer with its disk quota,
+//! overlay, /etc, network namespace and veth, bundle, init); a failure at any step tears down with [`Manager::teardown`], the
 //! same routine destroy uses, which tolerates every part being already gone. So a failed
 //! create leaves nothing behind, and a destroy can always be retried.
 
@@ -17,7 +17,7 @@ use warden_protocol::{CreateRequest, StopRequest};
 
 use super::{blocking, Container, Grace, Inner, Manager};
 use crate::container::bundle::{self, BindMount, BundleSpec};
-use crate::container::{id, rootfs, runtime, Error, State};
+use crate::container::{disk, id, rootfs, runtime, Error, State};
 use crate::handler::ConnectionContext;
 use crate::jobs;
 use crate::net;
@@ -104,6 +104,7 @@ impl Manager {
             uid,
             grace_time,
             base_rootfs: base,
+            disk_quota: self.disks.backend().map(|b| b.kind()),
             inner: Mutex::new(Inner {
                 state: State::Born,
                 events: Vec::new(),
@@ -112,6 +113,7 @@ impl Manager {
                 limit_memory: None,
                 limit_cpu: None,
                 limit_bandwidth: None,
+                limit_disk: None,
                 ports: Vec::new(),
                 net_in: Vec::new(),
                 net_out: Vec::new(),
@@ -162,8 +164,15 @@ impl Manager {
         let (dir, base) = (c.dir.clone(), c.base_rootfs.clone());
         let identity_net = c.network;
         let (uid, id, dns) = (c.uid, c.id.clone(), self.config.network.dns_servers.clone());
+        let (disks, layer) = (self.disks.clone(), c.layer());
         blocking(move || {
-            rootfs::mount_overlay(&dir, &base)?;
+            // The writable layer, a quota unit of its own when the depot has quotas.
+            match disks.backend() {
+                Some(b) => b.prepare(&layer, uid)?,
+                None => std::fs::create_dir(&layer).map_err(|e| Error::io("mkdir", &layer, e))?,
+            }
+            fail_point("disk")?;
+            rootfs::mount_overlay(&dir, &layer, &base)?;
             fail_point("overlay")?;
             rootfs::write_identity(
                 &dir,
@@ -252,10 +261,13 @@ impl Manager {
                 false
             }
         };
-        let dir = c.dir.clone();
+        let (dir, layer, uid) = (c.dir.clone(), c.layer(), c.uid);
+        let (disks, kind) = (self.disks.clone(), c.disk_quota);
         let fs = blocking(move || {
             rootfs::unmount_overlay(&dir)?;
-            remove_dir_all_retry(&dir)
+            let quota = remove_layer(disks.backend_for(kind), &layer, uid);
+            remove_dir_all_retry(&dir)?;
+            quota
         })
         .await;
         if let Err(e) = &fs {
@@ -392,6 +404,19 @@ impl Manager {
             return Ok(());
         }
         self.stop(&c, kill).await
+    }
+}
+
+/// Removes a container's layer and its quota unit (`backend`: the one it was made with, if
+/// the daemon still has it); a btrfs subvolume goes even when quotas are now off.
+pub(super) fn remove_layer(
+    backend: Option<&dyn disk::QuotaBackend>,
+    layer: &Path,
+    uid: u32,
+) -> Result<(), Error> {
+    match backend {
+        Some(b) => b.remove(layer, uid),
+        None => disk::remove_subvolume(layer),
     }
 }
 

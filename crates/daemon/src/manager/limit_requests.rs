@@ -1,10 +1,14 @@
-//! The limit requests (SPEC 3.8): limit_memory and limit_cpu, and the OOM notifier the first
-//! memory limit arms (the cgroup writes are [`crate::container::limits`]); limit_bandwidth
-//! (the qdiscs are [`crate::net::bandwidth`]).
+//! The limit requests (SPEC 3.8): limit_memory, limit_cpu, limit_disk and limit_bandwidth,
+//! and the OOM notifier the first memory limit arms. The cgroup writes are
+//! [`crate::container::limits`], the disk quotas [`crate::container::disk`], the qdiscs
+//! [`crate::net::bandwidth`].
 
 use std::sync::Arc;
 
+use warden_protocol::{LimitDiskRequest, LimitDiskResponse};
+
 use super::{blocking, Container, Manager};
+use crate::container::disk::{self, Disks};
 use crate::container::{limits, Error, State};
 use crate::net::bandwidth;
 
@@ -72,6 +76,56 @@ impl Manager {
         inner.limit_bandwidth = Some((rate, burst));
         c.save(&inner);
         Ok((rate, burst))
+    }
+
+    /// SPEC 3.8: from the current limits, the request's fields by the original's precedence;
+    /// the reply has all twelve fields read back. Quotas disabled: the original's empty reply.
+    pub(super) async fn limit_disk(
+        &self,
+        c: &Arc<Container>,
+        req: &LimitDiskRequest,
+    ) -> Result<LimitDiskResponse, Error> {
+        c.inner
+            .lock()
+            .await
+            .state
+            .check(&[State::Active, State::Stopped])?;
+        match &*self.disks {
+            Disks::Disabled => return Ok(LimitDiskResponse::default()),
+            Disks::Unsupported(why) => {
+                return Err(Error::Request(format!(
+                    "Failed setting disk limit: no disk quota backend: {why}"
+                )))
+            }
+            Disks::On(b) if Some(b.kind()) != c.disk_quota => {
+                return Err(Error::Request(format!(
+                    "Failed setting disk limit: the container was created without a {} disk quota",
+                    b.kind().as_str()
+                )))
+            }
+            Disks::On(_) => {}
+        }
+        let (disks, kind, layer, uid) = (self.disks.clone(), c.disk_quota, c.layer(), c.uid);
+        let req = req.clone();
+        let limits = blocking(move || {
+            let b = disks.backend_for(kind).expect("checked above");
+            let (cur, _) = b
+                .get(&layer, uid)
+                .map_err(|e| Error::Request(format!("Failed getting disk usage: {e}")))?;
+            let want = disk::apply_request(cur, &req);
+            b.check(&want)?;
+            b.set(&layer, uid, &want)
+                .map_err(|e| Error::Request(format!("Failed setting disk limit: {e}")))?;
+            let (now, _) = b
+                .get(&layer, uid)
+                .map_err(|e| Error::Request(format!("Failed getting disk usage: {e}")))?;
+            Ok(now)
+        })
+        .await?;
+        let mut inner = c.inner.lock().await;
+        inner.limit_disk = Some(limits);
+        c.save(&inner);
+        Ok(disk::response(&limits))
     }
 
     /// Starts the container's OOM notifier once: on an OOM the container gets the event

@@ -10,7 +10,8 @@
 //! - `job_requests`: spawn, link and stream (run is spawn then link).
 //! - `info`: info.
 //! - `copy_requests`: copy_in and copy_out.
-//! - `limit_requests`: limit_memory, limit_cpu, limit_bandwidth, and the OOM notifier a memory
+//! - `limit_requests`: limit_memory, limit_cpu, limit_disk, limit_bandwidth, and the OOM
+//!   notifier a memory
 //!   limit arms.
 //! - `net_requests`: net_in, net_out, and the host's packet filter set up before the first
 //!   container.
@@ -40,6 +41,7 @@ use warden_protocol::{
 };
 
 use crate::config::Config;
+use crate::container::disk::{self, Disks};
 use crate::container::snapshot::Snapshot;
 use crate::container::{Error, State};
 use crate::dispatch::Dispatcher;
@@ -57,6 +59,8 @@ pub struct Container {
     pub uid: u32,
     pub grace_time: Option<Duration>,
     pub base_rootfs: PathBuf,
+    /// The quota backend its layer is a unit of (set at create); None: no disk quota.
+    pub disk_quota: Option<disk::Kind>,
     inner: Mutex<Inner>,
     grace: StdMutex<Grace>,
     /// Held for a whole destroy, so two destroys (a client's, a grace timer's) never run at
@@ -75,6 +79,8 @@ struct Inner {
     limit_cpu: Option<u64>,
     /// The last limit_bandwidth (rate, burst); the kernel holds it, info reads it there.
     limit_bandwidth: Option<(u64, u64)>,
+    /// The limits of the last limit_disk.
+    limit_disk: Option<disk::Limits>,
     /// Host ports from the port pool, net_in mappings, net_out entries (SPEC 3.6).
     ports: Vec<u16>,
     net_in: Vec<(u16, u16)>,
@@ -111,6 +117,11 @@ impl Container {
         self.dir.join("jobs")
     }
 
+    /// Where the overlay's upper and work dirs live: the quota unit.
+    fn layer(&self) -> PathBuf {
+        disk::layer_dir(&self.dir)
+    }
+
     fn snapshot(&self, inner: &Inner) -> Snapshot {
         Snapshot {
             id: self.id.clone(),
@@ -128,6 +139,8 @@ impl Container {
             ports: inner.ports.clone(),
             net_in: inner.net_in.clone(),
             net_out: inner.net_out.clone(),
+            disk_quota: self.disk_quota,
+            limit_disk: inner.limit_disk,
         }
     }
 
@@ -161,6 +174,8 @@ pub struct Manager {
     /// Every container's `linux.seccomp` (`server.container_seccomp_profile`), compiled
     /// once at start; `None` when unconfined.
     seccomp: Option<serde_json::Value>,
+    /// The disk quota backend of the depot (chosen at start).
+    disks: Arc<Disks>,
     /// Lets timers and background stops reach the manager.
     this: std::sync::Weak<Manager>,
 }
@@ -198,6 +213,16 @@ impl Manager {
                  (nft delete table ip {name}) if no daemon uses it"
             );
         }
+        let disks = Disks::detect(
+            &depot,
+            config.server.disk_quota_enabled,
+            config.server.disk_quota_backend,
+        )
+        .map_err(|e| anyhow::anyhow!("config key server.quota.disk_quota_backend: {e}"))?;
+        match &disks {
+            Disks::Unsupported(why) => tracing::warn!("disk quotas: none ({why})"),
+            d => tracing::info!("{}", d.describe()),
+        }
         let registry = Arc::new(Registry::new());
         let manager = Arc::new_cyclic(|this| Manager {
             networks: NetworkPool::from_config(&config.network),
@@ -212,6 +237,7 @@ impl Manager {
             conns: StdMutex::new(HashMap::new()),
             firewall: Mutex::new(false),
             seccomp,
+            disks: Arc::new(disks),
             this: this.clone(),
         });
         manager.recover().await?;
@@ -325,6 +351,10 @@ impl Manager {
                 let (rate, burst) = self.limit_bandwidth(&c, req.rate, req.burst).await?;
                 Reply::Single(LimitBandwidthResponse { rate, burst }.into())
             }
+            Request::LimitDisk(req) => {
+                let c = self.container(&req.handle, conn)?;
+                Reply::Single(self.limit_disk(&c, &req).await?.into())
+            }
             Request::NetIn(req) => {
                 let c = self.container(&req.handle, conn)?;
                 Reply::Single(self.net_in(&c, req).await?.into())
@@ -333,16 +363,6 @@ impl Manager {
                 let c = self.container(&req.handle, conn)?;
                 self.net_out(&c, req).await?;
                 Reply::Single(NetOutResponse {}.into())
-            }
-            other => {
-                let handle = other.container_handle().unwrap_or_default().to_string();
-                let c = self.container(&handle, conn)?;
-                let allowed: &[State] = match other {
-                    Request::NetIn(_) | Request::NetOut(_) => &[State::Active],
-                    _ => &[State::Active, State::Stopped],
-                };
-                c.inner.lock().await.state.check(allowed)?;
-                Reply::error(format!("{} is not supported yet", other.type_name()))
             }
         })
     }

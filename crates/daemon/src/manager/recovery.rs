@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::lifecycle::remove_dir_all_retry;
+use super::lifecycle::{remove_dir_all_retry, remove_layer};
 use super::{blocking, Container, Grace, Inner, Manager};
 use crate::container::snapshot::Snapshot;
-use crate::container::{id, rootfs, runtime, Error, State};
+use crate::container::{disk, id, rootfs, runtime, Error, State};
 use crate::jobs;
 use crate::net;
 use crate::pool::Network;
@@ -192,6 +192,7 @@ impl Manager {
             uid: snap.uid,
             grace_time: snap.grace_time.map(Duration::from_secs),
             base_rootfs: snap.rootfs,
+            disk_quota: snap.disk_quota,
             inner: Mutex::new(Inner {
                 state: snap.state,
                 events: snap.events,
@@ -200,6 +201,7 @@ impl Manager {
                 limit_memory: snap.limit_memory,
                 limit_cpu: snap.limit_cpu,
                 limit_bandwidth: snap.limit_bandwidth,
+                limit_disk: snap.limit_disk,
                 ports: snap.ports.clone(),
                 net_in: snap.net_in.clone(),
                 net_out: snap.net_out.clone(),
@@ -241,6 +243,19 @@ impl Manager {
             return Err(Error::Invalid(e.to_string()));
         }
         c.save(&*c.inner.lock().await);
+        // The kernel keeps the quota while the filesystem stays mounted; put the snapshot's
+        // limits back all the same, in case it did not (a remount without its quota state).
+        if let Some(limits) = snap.limit_disk {
+            let (disks, kind, layer, uid) = (self.disks.clone(), c.disk_quota, c.layer(), c.uid);
+            let r = blocking(move || match disks.backend_for(kind) {
+                Some(b) => b.set(&layer, uid, &limits),
+                None => Ok(()),
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(handle = %c.handle, "cannot put the disk limit back: {e}");
+            }
+        }
         if snap.limit_memory.is_some() {
             self.arm_oom(&c).await;
         }
@@ -289,9 +304,16 @@ impl Manager {
             tracing::warn!(dir = %dir.display(), "network teardown: {e}");
         }
         let d = dir.to_path_buf();
+        let disks = self.disks.clone();
+        let (kind, uid) = (
+            snap.as_ref().and_then(|s| s.disk_quota),
+            snap.as_ref().map(|s| s.uid).unwrap_or(0),
+        );
         if let Err(e) = blocking(move || {
             rootfs::unmount_overlay(&d)?;
-            remove_dir_all_retry(&d)
+            let quota = remove_layer(disks.backend_for(kind), &disk::layer_dir(&d), uid);
+            remove_dir_all_retry(&d)?;
+            quota
         })
         .await
         {

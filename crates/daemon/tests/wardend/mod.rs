@@ -60,13 +60,28 @@ impl Wardend {
         extra: &str,
         prefix_len: u8,
     ) -> Wardend {
+        Self::start_full(extra_server, extra_network, extra, prefix_len, None)
+    }
+
+    /// As `start`, with the depot at `depot` (a test-made filesystem, see [`LoopFs`]).
+    pub fn start_on(depot: &Path, extra_server: &str, extra: &str) -> Wardend {
+        Self::start_full(extra_server, "", extra, 24, Some(depot.to_path_buf()))
+    }
+
+    fn start_full(
+        extra_server: &str,
+        extra_network: &str,
+        extra: &str,
+        prefix_len: u8,
+        depot: Option<PathBuf>,
+    ) -> Wardend {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let dir = tempfile::Builder::new()
             .prefix("wardend-e2e")
             .tempdir()
             .unwrap();
-        let depot = dir.path().join("depot");
+        let depot = depot.unwrap_or_else(|| dir.path().join("depot"));
         let cgroup_parent = format!("warden-e2e-{pid}-{n}");
         let nft_table = format!("warden_e2e_{pid}_{n}");
         // A /24 of 10.240.0.0/12 per test, from the pid and a counter, past the default pool
@@ -142,7 +157,8 @@ impl Wardend {
             .unwrap();
         let pid = child.id();
         self.child = Some(child);
-        // Generous: the emulated cgroup v2 guest on a busy machine can take tens of seconds.
+        // Generous: under the v2 lane's emulated CPUs on a busy machine a restart's exec
+        // alone has taken 30 s.
         let deadline = Instant::now() + Duration::from_secs(120);
         while Client::connect(&self.socket).is_err() {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -405,4 +421,102 @@ fn pools_in_use() -> Vec<String> {
             format!("{}.{}.{}.0", o[0], o[1], o[2])
         })
         .collect()
+}
+
+/// A filesystem of its own on a loop device over a sparse file, mounted in a temp dir; the
+/// mount and the loop device go when it is dropped (declare it before the Wardend using it,
+/// so the daemon and its containers go first).
+pub struct LoopFs {
+    pub dir: tempfile::TempDir,
+    pub device: PathBuf,
+    pub mount: PathBuf,
+}
+
+impl LoopFs {
+    /// `fstype`: `btrfs` or `xfs` (mounted with `prjquota`); `ext4`.
+    pub fn new(fstype: &str, size_mb: u64) -> LoopFs {
+        Self::try_new(fstype, size_mb).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As `new`; an error says which step failed.
+    pub fn try_new(fstype: &str, size_mb: u64) -> Result<LoopFs, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("wardend-loopfs")
+            .tempdir()
+            .unwrap();
+        let image = dir.path().join("image");
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        drop(f);
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(format!("losetup: {out:?}"));
+        }
+        let device = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        // From here on Drop cleans up, whatever fails.
+        let fs = LoopFs { dir, device, mount };
+        let mkfs = format!("mkfs.{fstype}");
+        let mut cmd = Command::new(&mkfs);
+        match fstype {
+            "btrfs" | "xfs" => cmd.arg("-q").arg("-f"),
+            _ => cmd.arg("-q").arg("-F"),
+        };
+        let out = cmd
+            .arg(&fs.device)
+            .output()
+            .map_err(|e| format!("{mkfs}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{mkfs}: {out:?}"));
+        }
+        let mut cmd = Command::new("mount");
+        if fstype == "xfs" {
+            cmd.args(["-o", "prjquota"]);
+        }
+        let out = cmd.arg(&fs.device).arg(&fs.mount).output().unwrap();
+        if !out.status.success() {
+            return Err(format!("mount {fstype}: {out:?}"));
+        }
+        Ok(fs)
+    }
+
+    /// A dir on the filesystem for the daemon's depot.
+    pub fn depot(&self) -> PathBuf {
+        let d = self.mount.join("depot");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let ok = Command::new("umount")
+                .arg(&self.mount)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok || !mounted(&self.mount) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if mounted(&self.mount) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+    }
+}
+
+fn mounted(p: &Path) -> bool {
+    let p = p.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
