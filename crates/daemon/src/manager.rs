@@ -164,6 +164,10 @@ impl Manager {
             .map_err(|e| anyhow::anyhow!("cannot create the depot {}: {e}", depot.display()))?;
         let bin = depot.join(".bin");
         std::fs::create_dir_all(&bin)?;
+        if config.user.namespace.is_some() {
+            crate::container::userns::check_reachable("server.container_depot_path", &depot)
+                .map_err(anyhow::Error::msg)?;
+        }
         let init = bin.join("warden-init");
         write_executable(&init, INIT_BINARY)?;
         let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
@@ -352,8 +356,12 @@ impl Manager {
         let (dir, base) = (c.dir.clone(), c.base_rootfs.clone());
         let identity_net = c.network;
         let (uid, id, dns) = (c.uid, c.id.clone(), self.config.network.dns_servers.clone());
+        let (userns, depot) = (
+            self.config.user.namespace,
+            self.config.server.container_depot_path.clone(),
+        );
         blocking(move || {
-            rootfs::mount_overlay(&dir, &base)?;
+            rootfs::mount_overlay(&dir, &base, userns.as_ref().map(|ns| (ns, depot.as_path())))?;
             fail_point("overlay")?;
             rootfs::write_identity(
                 &dir,
@@ -363,6 +371,7 @@ impl Manager {
                     host_ip: identity_net.host_ip(),
                     uid,
                     dns_servers: &dns,
+                    userns,
                 },
             )
         })
@@ -381,6 +390,7 @@ impl Manager {
             bind_mounts: binds,
             seccomp: self.seccomp.as_ref(),
             pids_limit: self.config.server.pids_limit,
+            userns: self.config.user.namespace,
         });
         bundle::write(&c.dir, &config)?;
         fail_point("bundle")?;
@@ -819,7 +829,7 @@ impl Manager {
     async fn copy_in(&self, c: &Arc<Container>, req: CopyInRequest) -> Result<(), Error> {
         c.inner.lock().await.state.check(&[State::Active])?;
         let root = rootfs::rootfs_dir(&c.dir);
-        let uid = c.uid;
+        let uid = crate::container::userns::host_uid(&c.runtime_root(), &c.id, c.uid);
         blocking(move || {
             crate::copy::copy_in(
                 &root,

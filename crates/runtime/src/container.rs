@@ -289,7 +289,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // the child ends in exec or _exit inside `process::init::run`.
     // A new cgroup namespace is made by the init itself once it is in its cgroup (see
     // `Plan::clone_flags_for_init`), so that the namespace is rooted there.
-    let pid = unsafe { process::clone_fork(plan.clone_flags_for_init())? };
+    let own_ns = plan.enter_for_init()?;
+    let pid = match unsafe { process::clone_fork(plan.clone_flags_for_init()) } {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = Plan::leave_for_init(own_ns);
+            return Err(e);
+        }
+    };
     if pid.as_raw() == 0 {
         drop(parent_ch);
         process::init::run(InitArgs {
@@ -312,6 +319,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     drop(fifo);
     undo.child = Some(pid);
     st.pid = pid.as_raw();
+    Plan::leave_for_init(own_ns)?;
 
     if plan.new_user {
         process::write_id_maps(pid, spec)?;

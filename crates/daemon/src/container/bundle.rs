@@ -29,6 +29,8 @@ pub struct BundleSpec<'a> {
     pub seccomp: Option<&'a Value>,
     /// pids.max of the container's cgroup.
     pub pids_limit: Option<u64>,
+    /// The containers' user namespace; `None`: container root is the host's.
+    pub userns: Option<crate::config::UserNamespace>,
 }
 
 /// The config.json document.
@@ -79,6 +81,18 @@ pub fn config(b: &BundleSpec) -> Value {
         {"type": "cgroup"},
         {"type": "network", "path": b.netns},
     ]);
+    if let Some(ns) = &b.userns {
+        // Its own user namespace owns every namespace the container makes; the network
+        // namespace, made beforehand by the daemon, stays the host's (so the container's
+        // root cannot change its interfaces, addresses or routes).
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("set above")
+            .push(json!({"type": "user"}));
+        let maps = super::userns::mappings(ns);
+        linux["uidMappings"] = json!(maps);
+        linux["gidMappings"] = json!(maps);
+    }
     // The original's device whitelist has fuse beside the runtime's defaults, so a job can
     // mount a FUSE filesystem where it may mount at all; opening the device is harmless.
     linux["devices"] = json!([{

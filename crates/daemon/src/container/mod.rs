@@ -6,6 +6,7 @@
 //! - [`bundle`]: the OCI config.json the runtime starts.
 //! - [`limits`]: limit_memory, limit_cpu and the OOM notifier.
 //! - [`runtime`]: the create helper (our runtime library, single-threaded) and delete/kill.
+//! - [`userns`]: the containers' user namespace and how their rootfs is owned in it.
 //! - [`snapshot`]: `snapshot.json`, rewritten atomically on every change.
 
 pub mod bundle;
@@ -16,6 +17,7 @@ pub mod runtime;
 pub mod seccomp;
 pub mod snapshot;
 pub mod stats;
+pub mod userns;
 
 use std::path::PathBuf;
 
