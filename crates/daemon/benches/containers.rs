@@ -9,7 +9,8 @@
 //! another). It starts its own wardend (the bench profile's build) with a depot, socket,
 //! cgroup parent and /24 pool of its own, and destroys everything it made. Environment:
 //! `BENCH_N` (sequential iterations, default 100), `BENCH_IDLE` (idle containers for the
-//! memory figure, default 20).
+//! memory figure, default 20), `BENCH_USER` (a `user:` key of the daemon's config, e.g.
+//! `container_root_is_host_root: true` to measure without the user namespace).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,6 +59,12 @@ fn start() -> Daemon {
         .prefix("wardend-bench")
         .tempdir()
         .unwrap();
+    // Container root is an unprivileged host uid: it must reach its rootfs in the depot.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let socket = dir.path().join("w.sock");
     let rootfs =
         std::env::var("WARDEN_TEST_ROOTFS").unwrap_or_else(|_| "/var/cache/warden/rootfs".into());
@@ -69,7 +76,9 @@ fn start() -> Daemon {
         format!(
             "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n\
              health_check_server:\n  port: 0\nlogging:\n  level: info\n\
-             network:\n  pool_network: 10.236.0.0/22\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n"
+             network:\n  pool_network: 10.236.0.0/22\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n\
+             user:\n  {}\n",
+            std::env::var("BENCH_USER").unwrap_or_else(|_| "pool_size: 64".into())
         ),
     )
     .unwrap();

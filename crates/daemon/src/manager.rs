@@ -170,6 +170,9 @@ impl Manager {
         }
         let init = bin.join("warden-init");
         write_executable(&init, INIT_BINARY)?;
+        if config.user.namespace.is_some() {
+            crate::container::userns::make_fuse_node(&init)?;
+        }
         let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
             .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
         let registry = Arc::new(Registry::new());

@@ -95,13 +95,32 @@ pub fn config(b: &BundleSpec) -> Value {
     }
     // The original's device whitelist has fuse beside the runtime's defaults, so a job can
     // mount a FUSE filesystem where it may mount at all; opening the device is harmless.
-    linux["devices"] = json!([{
+    let fuse = json!({
         "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
         "fileMode": 0o666, "uid": 0, "gid": 0
-    }]);
+    });
+    if b.userns.is_none() {
+        linux["devices"] = json!([fuse]);
+    } else {
+        // No mknod in a user namespace: the runtime would bind the host's /dev/fuse, whose
+        // mode is the host's (0600 on some). The daemon's own node (mode 0666, made at
+        // start next to the init) is bound instead, and the device cgroup allows it.
+        let mut rules = linux["resources"]["devices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        rules.push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
+        linux["resources"]["devices"] = json!(rules);
+    }
     let mounts = spec["mounts"]
         .as_array_mut()
         .expect("the default spec has mounts");
+    if b.userns.is_some() {
+        mounts.push(json!({
+            "destination": "/dev/fuse", "type": "bind", "source": super::userns::fuse_node(b.init),
+            "options": ["bind", "nosuid", "noexec"]
+        }));
+    }
     mounts.push(json!({
         "destination": INIT_PATH, "type": "bind", "source": b.init,
         "options": ["bind", "ro", "nosuid", "nodev"]

@@ -209,6 +209,27 @@ fn map_id(map: &str, id: u32) -> Option<u32> {
     })
 }
 
+/// The daemon's own /dev/fuse node (see the bundle), next to the init binary.
+pub fn fuse_node(init: &Path) -> PathBuf {
+    init.with_file_name("fuse")
+}
+
+/// Makes the node of [`fuse_node`] (c 10:229, mode 0666), replacing any file there.
+pub fn make_fuse_node(init: &Path) -> Result<(), Error> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let node = fuse_node(init);
+    let _ = std::fs::remove_file(&node);
+    mknod(
+        &node,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(10, 229),
+    )
+    .map_err(|e| Error::Sys(format!("mknod {}: {e}", node.display())))?;
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(|e| Error::io("chmod", &node, e))
+}
+
 /// With a user namespace, container root (an unprivileged host uid) must be able to reach
 /// the containers' dirs under the depot and the base rootfs: every dir above them must be
 /// searchable by others. Checked at start, naming the key and the dir.
