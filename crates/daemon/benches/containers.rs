@@ -10,7 +10,9 @@
 //! another). It starts its own wardend (the bench profile's build) with a depot, socket,
 //! cgroup parent and /24 pool of its own, and destroys everything it made. Environment:
 //! `BENCH_N` (sequential iterations, default 100), `BENCH_IDLE` (idle containers for the
-//! memory figure, default 20), `BENCH_DISK=0` to leave out the disk quota rows.
+//! memory figure, default 20), `BENCH_DISK=0` to leave out the disk quota rows, `BENCH_USER`
+//! (a `user:` key of the daemon's config, e.g. `container_root_is_host_root: true` to
+//! measure without the user namespace).
 //!
 //! The disk quota rows: two more daemons, each on a btrfs of its own (a loop device over a
 //! sparse file; mkfs.btrfs from btrfs-progs), one with quotas off (the layer a plain dir),
@@ -71,6 +73,12 @@ fn start_on(depot: Option<&Path>, tag: &str, extra: &str, pool: &str) -> Daemon 
         .prefix("wardend-bench")
         .tempdir()
         .unwrap();
+    // Container root is an unprivileged host uid: it must reach its rootfs in the depot.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let socket = dir.path().join("w.sock");
     let rootfs =
         std::env::var("WARDEN_TEST_ROOTFS").unwrap_or_else(|_| "/var/cache/warden/rootfs".into());
@@ -82,7 +90,9 @@ fn start_on(depot: Option<&Path>, tag: &str, extra: &str, pool: &str) -> Daemon 
         format!(
             "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n{extra}\
              health_check_server:\n  port: 0\nlogging:\n  level: info\n\
-             network:\n  pool_network: {pool}\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n"
+             network:\n  pool_network: {pool}\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n\
+             user:\n  {}\n",
+            std::env::var("BENCH_USER").unwrap_or_else(|_| "pool_size: 64".into())
         ),
     )
     .unwrap();

@@ -310,13 +310,43 @@ pub struct RawPort {
 pub struct RawUser {
     pub pool_start_uid: u32,
     pub pool_size: u32,
+    /// Ours: the host uid (and gid) that root of every container maps to; the user namespace
+    /// maps container ids `0..namespace_size` to host ids from here on.
+    pub namespace_start_uid: u32,
+    pub namespace_size: u32,
+    /// Ours: how the base rootfs is shown to the mapped ids: `auto` (an idmapped mount where
+    /// the kernel and the filesystem allow it, else a chowned copy) or `copy` (always the copy).
+    pub namespace_rootfs: NamespaceRootfs,
+    /// Ours: no user namespace; container root is the host's root and the pool's uids are
+    /// host uids, as in the original Warden. For operators who need a privileged job to be
+    /// root on the host.
+    pub container_root_is_host_root: bool,
 }
+
+/// `user.namespace_rootfs`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceRootfs {
+    #[default]
+    Auto,
+    Copy,
+}
+
+/// The default `user.namespace_start_uid`: far above the uids distributions hand out
+/// (`/etc/login.defs` and `/etc/subuid` stay below 2^31 in practice).
+pub const DEFAULT_NAMESPACE_START_UID: u32 = 2_000_000_000;
+/// The default `user.namespace_size`: every 16-bit id, as Docker's and Garden's maps.
+pub const DEFAULT_NAMESPACE_SIZE: u32 = 65536;
 
 impl Default for RawUser {
     fn default() -> Self {
         RawUser {
             pool_start_uid: 10000,
             pool_size: 64,
+            namespace_start_uid: DEFAULT_NAMESPACE_START_UID,
+            namespace_size: DEFAULT_NAMESPACE_SIZE,
+            namespace_rootfs: NamespaceRootfs::Auto,
+            container_root_is_host_root: false,
         }
     }
 }
@@ -481,6 +511,29 @@ pub struct PortConfig {
 pub struct UserConfig {
     pub pool_start_uid: u32,
     pub pool_size: u32,
+    /// The containers' user namespace; `None` with `container_root_is_host_root`.
+    pub namespace: Option<UserNamespace>,
+}
+
+/// One range of host ids shared by every container: container id `i` (uid and gid) is host
+/// id `start + i`, for `i < size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserNamespace {
+    pub start: u32,
+    pub size: u32,
+    pub rootfs: NamespaceRootfs,
+}
+
+impl UserNamespace {
+    /// The host id of container id `id`.
+    pub fn host_id(&self, id: u32) -> u32 {
+        self.start + id
+    }
+
+    /// The last host id of the range.
+    pub fn last(&self) -> u32 {
+        self.start + (self.size - 1)
+    }
 }
 
 /// Command-line values that take precedence over the file.
@@ -788,9 +841,61 @@ fn resolve_user(raw: &RawUser) -> Result<UserConfig, ConfigError> {
             ),
         ));
     }
+    let namespace = if raw.container_root_is_host_root {
+        None
+    } else {
+        Some(resolve_namespace(raw)?)
+    };
     Ok(UserConfig {
         pool_start_uid: raw.pool_start_uid,
         pool_size: raw.pool_size,
+        namespace,
+    })
+}
+
+fn resolve_namespace(raw: &RawUser) -> Result<UserNamespace, ConfigError> {
+    let (start, size) = (raw.namespace_start_uid, raw.namespace_size);
+    if start == 0 {
+        return Err(invalid(
+            "user.namespace_start_uid",
+            0,
+            "container root must not be the host's root (uid 0); set user.container_root_is_host_root for that",
+        ));
+    }
+    if u64::from(start) + u64::from(size) > u64::from(u32::MAX) {
+        return Err(invalid(
+            "user.namespace_size",
+            size,
+            format!("namespace_start_uid {start} + namespace_size is past the last uid"),
+        ));
+    }
+    // The pool's uids are the containers' vcap users, inside the namespace: it must map them.
+    let pool_end = u64::from(raw.pool_start_uid) + u64::from(raw.pool_size);
+    if u64::from(size) < pool_end {
+        return Err(invalid(
+            "user.namespace_size",
+            size,
+            format!(
+                "the namespace must map the uid pool (container uids up to {}): at least {pool_end}",
+                pool_end - 1
+            ),
+        ));
+    }
+    let (first, last) = (u64::from(start), u64::from(start) + u64::from(size) - 1);
+    let (pool_first, pool_last) = (u64::from(raw.pool_start_uid), pool_end - 1);
+    if first <= pool_last && pool_first <= last {
+        return Err(invalid(
+            "user.namespace_start_uid",
+            start,
+            format!(
+                "the host range {first}..={last} overlaps the uid pool {pool_first}..={pool_last}"
+            ),
+        ));
+    }
+    Ok(UserNamespace {
+        start,
+        size,
+        rootfs: raw.namespace_rootfs,
     })
 }
 
@@ -909,6 +1014,65 @@ impl Config {
         };
         raw.apply(overrides);
         Config::resolve(&raw, host)
+    }
+
+    /// Checks the user namespace's host range against the machine: no user of `passwd`, no
+    /// group of `group`, and no range of `subuid` or `subgid` (each the text of the /etc file,
+    /// empty where there is none) may be inside it.
+    pub fn check_namespace(
+        &self,
+        passwd: &str,
+        group: &str,
+        subuid: &str,
+        subgid: &str,
+    ) -> Result<(), ConfigError> {
+        const KEY: &str = "user.namespace_start_uid";
+        let Some(ns) = self.user.namespace else {
+            return Ok(());
+        };
+        let (first, last) = (u64::from(ns.start), u64::from(ns.last()));
+        let ids = |text: &str, file: &str, what: &str| -> Result<(), ConfigError> {
+            for line in text.lines() {
+                let mut f = line.split(':');
+                let (Some(name), Some(id)) = (f.next(), f.nth(1)) else {
+                    continue;
+                };
+                if let Ok(id) = id.parse::<u64>() {
+                    if (first..=last).contains(&id) {
+                        return Err(invalid(
+                            KEY,
+                            ns.start,
+                            format!(
+                                "the user namespace's host range {first}..={last} holds {what} {id} of {name:?} in {file}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        ids(passwd, "/etc/passwd", "uid")?;
+        ids(group, "/etc/group", "gid")?;
+        for (text, file) in [(subuid, "/etc/subuid"), (subgid, "/etc/subgid")] {
+            for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                let f: Vec<&str> = line.trim().split(':').collect();
+                let [name, s, n] = f[..] else { continue };
+                let (Ok(s), Ok(n)) = (s.parse::<u64>(), n.parse::<u64>()) else {
+                    continue;
+                };
+                if n > 0 && s <= last && first < s + n {
+                    return Err(invalid(
+                        KEY,
+                        ns.start,
+                        format!(
+                            "the user namespace's host range {first}..={last} overlaps {name}'s range {s}..={} in {file}",
+                            s + n - 1
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks against the machine: no user in `passwd` (the text of `/etc/passwd`) may have a
@@ -1039,7 +1203,12 @@ mod tests {
             c.user,
             UserConfig {
                 pool_start_uid: 10000,
-                pool_size: 64
+                pool_size: 64,
+                namespace: Some(UserNamespace {
+                    start: DEFAULT_NAMESPACE_START_UID,
+                    size: DEFAULT_NAMESPACE_SIZE,
+                    rootfs: NamespaceRootfs::Auto,
+                }),
             }
         );
     }
@@ -1297,6 +1466,71 @@ user:
         );
         c.check_host("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/bin/false\n")
             .unwrap();
+    }
+
+    #[test]
+    fn user_namespace() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.user.namespace,
+            Some(UserNamespace {
+                start: DEFAULT_NAMESPACE_START_UID,
+                size: DEFAULT_NAMESPACE_SIZE,
+                rootfs: NamespaceRootfs::Auto
+            })
+        );
+        let c = parse("user:\n  container_root_is_host_root: true\n  namespace_start_uid: 0\n")
+            .unwrap();
+        assert_eq!(c.user.namespace, None);
+        let e = err("user:\n  namespace_start_uid: 0\n");
+        assert!(e.contains("user.namespace_start_uid: 0"), "{e}");
+        let e = err("user:\n  namespace_start_uid: 4294950000\n");
+        assert!(e.contains("user.namespace_size: 65536"), "{e}");
+        let e = err("user:\n  namespace_size: 10000\n");
+        assert!(
+            e.contains("user.namespace_size: 10000") && e.contains("at least 10064"),
+            "{e}"
+        );
+        let e = err("user:\n  namespace_start_uid: 1\n");
+        assert!(
+            e.contains("user.namespace_start_uid: 1") && e.contains("uid pool 10000..=10063"),
+            "{e}"
+        );
+        let e = err("user:\n  namespace_rootfs: chown\n");
+        assert!(e.contains("namespace_rootfs"), "{e}");
+        let c = parse("user:\n  namespace_start_uid: 100000\n  namespace_rootfs: copy\n").unwrap();
+        assert_eq!(c.user.namespace.unwrap().rootfs, NamespaceRootfs::Copy);
+        let e = c
+            .check_namespace("", "", "# comment\nalice:100000:65536\n", "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("user.namespace_start_uid: 100000")
+                && e.contains("alice's range 100000..=165535 in /etc/subuid"),
+            "{e}"
+        );
+        let e = c
+            .check_namespace("", "", "", "bob:165535:10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/subgid"), "{e}");
+        let e = c
+            .check_namespace("svc:x:120000:120000::/:/bin/false\n", "", "", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uid 120000 of \"svc\" in /etc/passwd"), "{e}");
+        let e = c
+            .check_namespace("", "grp:x:100001:\n", "", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gid 100001 of \"grp\" in /etc/group"), "{e}");
+        c.check_namespace(
+            "root:x:0:0::/:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+            "root:x:0:\n",
+            "alice:165536:65536\n",
+            "alice:34464:65536\n",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -65,6 +65,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    if let Err(e) = config.check_namespace(
+        &read("/etc/passwd"),
+        &read("/etc/group"),
+        &read("/etc/subuid"),
+        &read("/etc/subgid"),
+    ) {
+        eprintln!("wardend: {e}");
+        return ExitCode::from(2);
+    }
     if args.check_config {
         println!("{config:#?}");
         return ExitCode::SUCCESS;

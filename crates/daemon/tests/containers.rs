@@ -176,6 +176,9 @@ fn handles_bind_mounts_and_rootfs() {
     std::fs::create_dir_all(&ro).unwrap();
     std::fs::create_dir_all(&rw).unwrap();
     std::fs::write(ro.join("f"), "from host\n").unwrap();
+    // Container root is host uid 2000000000 (user.namespace_start_uid): a host dir it is to
+    // write is given to it, as an operator would.
+    std::os::unix::fs::chown(&rw, Some(2_000_000_000), Some(2_000_000_000)).unwrap();
     let h = c
         .create(CreateRequest {
             handle: Some("my handle ✓".into()),

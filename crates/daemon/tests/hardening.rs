@@ -7,6 +7,7 @@ mod wardend;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use warden_client::Client;
 use warden_protocol::DestroyRequest;
 use wardend::*;
 
@@ -150,4 +151,295 @@ fn a_profile_that_does_not_compile_stops_the_daemon_naming_the_key() {
         "{err}"
     );
     assert!(!Path::new(&dir.path().join("w.sock")).exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The user namespace: container root is an unprivileged host uid.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use warden_protocol::{BindMount, CreateRequest, Mode};
+
+/// The default range (`user.namespace_start_uid`).
+const START: u32 = 2_000_000_000;
+
+fn words(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A host dir anyone may write (the container's root is "anyone" there), with a file of the
+/// host's root that only root may read and one that only root may write, bound into a new
+/// container at /host.
+fn create_with_host_dir(c: &mut Client) -> (String, tempfile::TempDir) {
+    let host = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(host.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let secret = host.path().join("secret");
+    std::fs::write(&secret, "host secret\n").unwrap();
+    std::fs::set_permissions(&secret, PermissionsExt::from_mode(0o600)).unwrap();
+    let config = host.path().join("config");
+    std::fs::write(&config, "host config\n").unwrap();
+    std::fs::set_permissions(&config, PermissionsExt::from_mode(0o644)).unwrap();
+    let h = c
+        .create(CreateRequest {
+            bind_mounts: vec![BindMount {
+                src_path: host.path().display().to_string(),
+                dst_path: "/host".into(),
+                mode: Mode::Rw as i32,
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+        .handle;
+    (h, host)
+}
+
+/// What a privileged job may do as root of its own user namespace, and what only the host's
+/// root could, checked from inside and on the host.
+fn privileged_root_is_root_inside_only(w: &Wardend) {
+    let mut c = w.client();
+    let (h, host) = create_with_host_dir(&mut c);
+    let (code, out, err) = run_as(
+        &mut c,
+        &h,
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+        true,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().map(words).collect::<Vec<_>>(),
+        [
+            "0",
+            &format!("0 {START} 65536"),
+            &format!("0 {START} 65536")
+        ]
+    );
+
+    // Root inside: the base rootfs is its own, it writes /etc, chowns, changes user.
+    let (code, out, err) = run_as(
+        &mut c,
+        &h,
+        "stat -c %u:%g /bin/busybox /etc /etc/passwd / && echo '10.0.0.1 db' >> /etc/hosts \
+         && echo 'app:x:1234:1234::/:/bin/sh' >> /etc/passwd && touch /tmp/f \
+         && chown 1234:1234 /tmp/f && stat -c %u:%g /tmp/f && su -s /bin/sh app -c 'id -u' \
+         && chmod u+s /tmp/f && echo done",
+        true,
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "0:0", "0:0", "0:0", "1234:1234", "1234", "done"],
+        "{err}"
+    );
+    let upper = w.depot.join(ids(w, &h)).join("disk").join("upper");
+    let f = std::fs::metadata(upper.join("tmp/f")).unwrap();
+    assert_eq!(
+        (f.uid(), f.gid()),
+        (START + 1234, START + 1234),
+        "on the host"
+    );
+    assert_eq!(
+        std::fs::metadata(upper.join("etc/hosts")).unwrap().uid(),
+        START
+    );
+
+    // Not root on the host: a host dir bound in is the host's, a device is not its to make.
+    let (code, out, err) = run_as(
+        &mut c,
+        &h,
+        "touch /host/made; cat /host/secret; echo more >> /host/config; \
+         mknod /tmp/disk b 8 0 && head -c1 /tmp/disk; echo end",
+        true,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "end\n", "{err}");
+    assert!(
+        err.matches("Permission denied").count() >= 2 && err.contains("mknod"),
+        "{err}"
+    );
+    let made = std::fs::metadata(host.path().join("made")).unwrap();
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (START, START),
+        "the new file is the mapped root's"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("config")).unwrap(),
+        "host config\n"
+    );
+    assert!(!upper.join("tmp/disk").exists());
+
+    // An unprivileged job, as before: its own uid, no root powers even in the namespace.
+    let (code, out, err) = run(
+        &mut c,
+        &h,
+        "id -u; touch /home/vcap/mine && stat -c %U /home/vcap/mine; touch /etc/x; echo end",
+    );
+    assert_eq!(code, 0, "{err}");
+    let uid: u32 = out.lines().next().unwrap().parse().unwrap();
+    assert!((10000..10064).contains(&uid), "{out}");
+    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ["vcap", "end"]);
+    assert!(err.contains("/etc/x"), "{err}");
+    let mine = std::fs::metadata(upper.join("home/vcap/mine")).unwrap();
+    assert_eq!(mine.uid(), START + uid);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+/// The container id of `handle` (its dir in the depot).
+fn ids(w: &Wardend, handle: &str) -> String {
+    let mut c = w.client();
+    let info = c
+        .info(warden_protocol::InfoRequest {
+            handle: handle.into(),
+        })
+        .unwrap();
+    Path::new(&info.container_path.unwrap())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+}
+
+#[test]
+fn a_privileged_job_is_root_in_its_user_namespace_not_on_the_host() {
+    let w = Wardend::start("", "");
+    privileged_root_is_root_inside_only(&w);
+    // Idmapped where the base's filesystem can be (ext4, xfs, btrfs: this host); the VM
+    // lane's base is on the host's root shared over 9p, which cannot: there the copy.
+    let copied = w.depot.join(".rootfs").exists();
+    let fs = nix::sys::statfs::statfs(&rootfs())
+        .unwrap()
+        .filesystem_type()
+        .0 as u64;
+    let idmappable = [0xEF53, 0x5846_5342, 0x9123_683E].contains(&fs);
+    eprintln!("base rootfs on filesystem {fs:#x}: copied: {copied}");
+    if idmappable {
+        assert!(
+            !copied,
+            "the base was copied, not idmapped:\n{}",
+            w.log_text()
+        );
+    } else {
+        assert!(
+            !copied || w.log_text().contains("cannot be idmapped here"),
+            "{}",
+            w.log_text()
+        );
+    }
+}
+
+#[test]
+fn the_chowned_copy_of_the_base_when_idmapping_is_not_used() {
+    let w = Wardend::start("", "user:\n  namespace_rootfs: copy\n");
+    privileged_root_is_root_inside_only(&w);
+    // One copy, made by the first create and shared by the next.
+    let copies: Vec<_> = std::fs::read_dir(w.depot.join(".rootfs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let copy = copies[0].path();
+    assert_eq!(
+        std::fs::metadata(copy.join("bin/busybox")).unwrap().uid(),
+        START
+    );
+    let made = std::fs::metadata(&copy).unwrap().ino();
+    let mut c = w.client();
+    let h = create(&mut c);
+    assert_eq!(std::fs::metadata(&copy).unwrap().ino(), made);
+    let (_, out, _) = run_as(&mut c, &h, "stat -c %u /bin/busybox", true);
+    assert_eq!(out, "0\n");
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    assert_eq!(
+        w.log_text().matches("made the chowned copy").count(),
+        1,
+        "{}",
+        w.log_text()
+    );
+}
+
+#[test]
+fn container_root_is_host_root_only_when_the_operator_says_so() {
+    let w = Wardend::start("", "user:\n  container_root_is_host_root: true\n");
+    let mut c = w.client();
+    let (h, host) = create_with_host_dir(&mut c);
+    let (code, out, err) = run_as(
+        &mut c,
+        &h,
+        "cat /proc/self/uid_map; touch /host/made; cat /host/secret",
+        true,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().map(words).collect::<Vec<_>>(),
+        ["0 0 4294967295", "host secret"]
+    );
+    assert_eq!(
+        std::fs::metadata(host.path().join("made")).unwrap().uid(),
+        0
+    );
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+#[test]
+fn an_exhausted_uid_pool_fails_the_create_and_leaves_nothing() {
+    let w = Wardend::start("", "user:\n  pool_size: 1\n");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let e = server_error(c.create(Default::default()));
+    assert_eq!(e, "Warden::Pool::Uid::NoUidAvailable");
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+    // The uid came back: the next create works.
+    let h = create(&mut c);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+/// wardend with `user:` lines, expected to refuse to start; its stderr.
+fn refused(user: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wardend.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  container_depot_path: {}\nhealth_check_server:\n  port: 0\nuser:\n{user}",
+            dir.path().join("depot").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(WARDEND)
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("w.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "wardend started: {err}");
+    assert!(!dir.path().join("w.sock").exists());
+    assert!(!dir.path().join("depot").exists(), "{err}");
+    err
+}
+
+#[test]
+fn a_bad_user_namespace_range_stops_the_daemon_naming_the_key() {
+    let e = refused("  namespace_start_uid: 5000\n");
+    assert!(
+        e.contains("user.namespace_start_uid: 5000") && e.contains("overlaps the uid pool"),
+        "{e}"
+    );
+    let e = refused("  namespace_start_uid: 0\n");
+    assert!(e.contains("user.namespace_start_uid: 0"), "{e}");
+    let e = refused("  namespace_size: 1000\n");
+    assert!(e.contains("user.namespace_size: 1000"), "{e}");
+    // A range holding a user of the host's: root's gid 0 is in /etc/group, uid 0 in
+    // /etc/passwd, but start 0 is refused already; take the host's nobody (65534).
+    let e = refused("  namespace_start_uid: 65000\n  pool_start_uid: 40000\n  pool_size: 10\n");
+    assert!(
+        e.contains("user.namespace_start_uid: 65000") && e.contains("/etc/passwd"),
+        "{e}"
+    );
 }

@@ -337,3 +337,54 @@ fn mappings_given_with_a_joined_user_namespace_must_be_its_own() {
     ));
     env.assert_clean(&id);
 }
+
+/// A new user namespace with the host's network namespace of another container joined by
+/// path (wardend's layout): the network namespace belongs to the caller's user namespace,
+/// so the runtime joins it before the new one is made; `exec` joins it before the user
+/// namespace too.
+#[test]
+fn a_user_namespace_joins_a_network_namespace_of_the_host_user_namespace() {
+    let env = Env::new("userns-netns");
+    let first = env.created(|s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+    });
+    env.runc(&["start", &first]).ok();
+    let pid = env.state(&first)["pid"].as_i64().unwrap() as i32;
+    let second = env.created(|s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(format!("/proc/{pid}/ns/net"));
+            }
+        }
+        s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        s["process"]["args"] = json!(["sleep", "30"]);
+    });
+    env.runc(&["start", &second]).ok();
+    let pid2 = env.state(&second)["pid"].as_i64().unwrap() as i32;
+    assert_eq!(ns_inode(pid2, "net"), ns_inode(pid, "net"));
+    assert_ne!(ns_inode(pid2, "user"), ns_inode(pid, "user"));
+    let out = env
+        .runc(&[
+            "exec",
+            &second,
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; cat /proc/self/uid_map",
+        ])
+        .ok();
+    let lines = out.lines();
+    assert_eq!(lines[0], ns_inode(pid, "net"), "{}", out.describe());
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    for id in [&second, &first] {
+        env.runc(&["delete", "--force", id]).ok();
+        env.assert_clean(id);
+    }
+}

@@ -292,9 +292,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // the child ends in exec or _exit inside `process::init::run`.
     // A new cgroup namespace is made by the init itself once it is in its cgroup (see
     // `Plan::clone_flags_for_init`), so that the namespace is rooted there.
+    let own_ns = match plan.enter_for_init() {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = plan.leave_time_namespace(runtime_time_ns);
+            return Err(e);
+        }
+    };
     let pid = match unsafe { process::clone_fork(plan.clone_flags_for_init()) } {
         Ok(pid) => pid,
         Err(e) => {
+            let _ = Plan::leave_for_init(own_ns);
             let _ = plan.leave_time_namespace(runtime_time_ns);
             return Err(e);
         }
@@ -322,6 +330,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     drop(child_ch);
     drop(fifo);
     st.pid = pid.as_raw();
+    Plan::leave_for_init(own_ns)?;
 
     if plan.new_user {
         process::write_id_maps(pid, spec)?;

@@ -137,9 +137,42 @@ impl Plan {
         self.types.contains(&t)
     }
 
-    /// Init side: join every namespace given by path.
+    /// Whether the parent joins `j` around the clone instead of the init: with a new user
+    /// namespace the init has privileges only there, and a namespace given by path (the
+    /// daemon's network namespace, say) belongs to the caller's user namespace, where only
+    /// the caller's count. runc joins them before it makes the user namespace, for the same
+    /// reason. A mount namespace stays with the init: the parent must keep its own.
+    fn parent_joins(&self, j: &Join) -> bool {
+        self.new_user && j.typ != LinuxNamespaceType::Mount
+    }
+
+    /// Parent side, right before the clone: enters the namespaces the init is to inherit
+    /// (see `parent_joins`). Returns the parent's own, for [`Plan::leave_for_init`].
+    pub fn enter_for_init(&self) -> Result<Vec<(CloneFlags, OwnedFd)>> {
+        let mut own = Vec::new();
+        for j in self.joins.iter().filter(|j| self.parent_joins(j)) {
+            let path = format!("/proc/self/ns/{}", proc_name(j.typ));
+            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            own.push((clone_flag(j.typ), OwnedFd::from(file)));
+            if let Err(e) = nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ)) {
+                let _ = Plan::leave_for_init(own);
+                return Err(Error::sys(format!("setns {}", j.path.display()), e));
+            }
+        }
+        Ok(own)
+    }
+
+    /// Parent side, right after the clone: back into its own namespaces.
+    pub fn leave_for_init(own: Vec<(CloneFlags, OwnedFd)>) -> Result<()> {
+        for (flag, fd) in own {
+            nix::sched::setns(fd.as_fd(), flag).sys("setns back into the runtime's namespace")?;
+        }
+        Ok(())
+    }
+
+    /// Init side: join every namespace given by path (but those the parent joined for it).
     pub fn join_all(&self) -> Result<()> {
-        for j in &self.joins {
+        for j in self.joins.iter().filter(|j| !self.parent_joins(j)) {
             nix::sched::setns(j.fd.as_fd(), clone_flag(j.typ))
                 .sys(format!("setns {}", j.path.display()))?;
         }

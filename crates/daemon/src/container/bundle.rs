@@ -29,6 +29,8 @@ pub struct BundleSpec<'a> {
     pub seccomp: Option<&'a Value>,
     /// pids.max of the container's cgroup.
     pub pids_limit: Option<u64>,
+    /// The containers' user namespace; `None`: container root is the host's.
+    pub userns: Option<crate::config::UserNamespace>,
 }
 
 /// The config.json document.
@@ -79,15 +81,46 @@ pub fn config(b: &BundleSpec) -> Value {
         {"type": "cgroup"},
         {"type": "network", "path": b.netns},
     ]);
+    if let Some(ns) = &b.userns {
+        // Its own user namespace owns every namespace the container makes; the network
+        // namespace, made beforehand by the daemon, stays the host's (so the container's
+        // root cannot change its interfaces, addresses or routes).
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("set above")
+            .push(json!({"type": "user"}));
+        let maps = super::userns::mappings(ns);
+        linux["uidMappings"] = json!(maps);
+        linux["gidMappings"] = json!(maps);
+    }
     // The original's device whitelist has fuse beside the runtime's defaults, so a job can
     // mount a FUSE filesystem where it may mount at all; opening the device is harmless.
-    linux["devices"] = json!([{
+    let fuse = json!({
         "path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
         "fileMode": 0o666, "uid": 0, "gid": 0
-    }]);
+    });
+    if b.userns.is_none() {
+        linux["devices"] = json!([fuse]);
+    } else {
+        // No mknod in a user namespace: the runtime would bind the host's /dev/fuse, whose
+        // mode is the host's (0600 on some). The daemon's own node (mode 0666, made at
+        // start next to the init) is bound instead, and the device cgroup allows it.
+        let mut rules = linux["resources"]["devices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        rules.push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
+        linux["resources"]["devices"] = json!(rules);
+    }
     let mounts = spec["mounts"]
         .as_array_mut()
         .expect("the default spec has mounts");
+    if b.userns.is_some() {
+        mounts.push(json!({
+            "destination": "/dev/fuse", "type": "bind", "source": super::userns::fuse_node(b.init),
+            "options": ["bind", "nosuid", "noexec"]
+        }));
+    }
     mounts.push(json!({
         "destination": INIT_PATH, "type": "bind", "source": b.init,
         "options": ["bind", "ro", "nosuid", "nodev"]

@@ -7,6 +7,7 @@
 //! - [`disk`]: disk quotas on the writable layer (XFS project quotas, btrfs qgroups).
 //! - [`limits`]: limit_memory, limit_cpu and the OOM notifier.
 //! - [`runtime`]: the create helper (our runtime library, single-threaded) and delete/kill.
+//! - [`userns`]: the containers' user namespace and how their rootfs is owned in it.
 //! - [`snapshot`]: `snapshot.json`, rewritten atomically on every change.
 
 pub mod bundle;
@@ -18,6 +19,7 @@ pub mod runtime;
 pub mod seccomp;
 pub mod snapshot;
 pub mod stats;
+pub mod userns;
 
 use std::path::PathBuf;
 

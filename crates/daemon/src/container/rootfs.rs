@@ -10,6 +10,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use warden_runtime::rootfs::path::secure_join;
 
 use super::Error;
+use crate::config::{NamespaceRootfs, UserNamespace};
 
 /// The container user's name, as in the original.
 pub const USER: &str = "vcap";
@@ -19,15 +20,69 @@ pub fn rootfs_dir(container_dir: &Path) -> PathBuf {
 }
 
 /// Mounts the overlay of `base` at `<dir>/rootfs`, its `upper/` and `work/` in `layer` (the
-/// container's quota unit, see [`super::disk`]).
-pub fn mount_overlay(dir: &Path, layer: &Path, base: &Path) -> Result<(), Error> {
-    let (upper, work, merged) = (layer.join("upper"), layer.join("work"), rootfs_dir(dir));
-    for d in [&upper, &work, &merged] {
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(d)
-            .map_err(|e| Error::io("mkdir", d, e))?;
+/// container's quota unit, see [`super::disk`]); with a user namespace, over `base` shown to
+/// the namespace's ids (see `userns`: idmapped where it can, else the chowned copy kept in
+/// `depot`), with the upper layer's root owned by container root.
+pub fn mount_overlay(
+    dir: &Path,
+    layer: &Path,
+    base: &Path,
+    userns: Option<(&UserNamespace, &Path)>,
+) -> Result<(), Error> {
+    let Some((ns, depot)) = userns else {
+        return mount_overlay_on(dir, layer, base);
+    };
+    make_layers(dir, layer)?;
+    own_upper(layer, ns)?;
+    if ns.rootfs == NamespaceRootfs::Auto {
+        let mounted = super::userns::mount_idmapped_lower(dir, base, ns)
+            .and_then(|lower| mount_overlay_on(dir, layer, &lower));
+        super::userns::unmount_lower(dir);
+        match mounted {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                // Once per daemon: every create would take the same way.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::info!(
+                        base = %base.display(),
+                        "the base rootfs cannot be idmapped here ({e}): using a chowned copy"
+                    )
+                });
+                let _ = unmount_overlay(dir);
+            }
+        }
     }
+    let copy = super::userns::chowned_copy(base, depot, ns)?;
+    mount_overlay_on(dir, layer, &copy)
+}
+
+/// The overlay's root is the upper layer's (as it is when the overlay is mounted): container
+/// root's, so it may create files in `/`.
+fn own_upper(layer: &Path, ns: &UserNamespace) -> Result<(), Error> {
+    let upper = layer.join("upper");
+    let root = ns.host_id(0);
+    nix::unistd::chown(&upper, Some(root.into()), Some(root.into()))
+        .map_err(|e| Error::Sys(format!("chown {}: {e}", upper.display())))
+}
+
+/// `<layer>/upper`, `<layer>/work` and `<dir>/rootfs`, if not there yet.
+fn make_layers(dir: &Path, layer: &Path) -> Result<(), Error> {
+    for d in [layer.join("upper"), layer.join("work"), rootfs_dir(dir)] {
+        match std::fs::DirBuilder::new().mode(0o755).create(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::io("mkdir", &d, e))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn mount_overlay_on(dir: &Path, layer: &Path, base: &Path) -> Result<(), Error> {
+    let (upper, work) = (layer.join("upper"), layer.join("work"));
+    let merged = rootfs_dir(dir);
+    make_layers(dir, layer)?;
     for p in [base, &upper, &work] {
         let s = p.to_string_lossy();
         if s.contains([',', ':', '\\']) {
@@ -54,6 +109,8 @@ pub fn mount_overlay(dir: &Path, layer: &Path, base: &Path) -> Result<(), Error>
 
 /// Unmounts the overlay; fine if it is not mounted.
 pub fn unmount_overlay(dir: &Path) -> Result<(), Error> {
+    // A daemon that died half-way through a create may have left the idmapped base.
+    super::userns::unmount_lower(dir);
     let merged = rootfs_dir(dir);
     match umount2(&merged, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
@@ -68,9 +125,11 @@ pub struct Identity<'a> {
     pub host_ip: Ipv4Addr,
     pub uid: u32,
     pub dns_servers: &'a [IpAddr],
+    /// The containers' user namespace: what is written is owned by its ids.
+    pub userns: Option<UserNamespace>,
 }
 
-fn write(root: &Path, path: &str, text: &str, mode: u32) -> Result<(), Error> {
+fn write(root: &Path, path: &str, text: &str, mode: u32, owner: u32) -> Result<(), Error> {
     let p = secure_join(root, Path::new(path)).map_err(|e| Error::Invalid(e.to_string()))?;
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("mkdir", parent, e))?;
@@ -79,7 +138,12 @@ fn write(root: &Path, path: &str, text: &str, mode: u32) -> Result<(), Error> {
     let _ = std::fs::remove_file(&p);
     std::fs::write(&p, text).map_err(|e| Error::io("write", &p, e))?;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("chmod", &p, e))
+        .map_err(|e| Error::io("chmod", &p, e))?;
+    if owner != 0 {
+        nix::unistd::chown(&p, Some(owner.into()), Some(owner.into()))
+            .map_err(|e| Error::Sys(format!("chown {}: {e}", p.display())))?;
+    }
+    Ok(())
 }
 
 fn read(root: &Path, path: &str) -> String {
@@ -92,7 +156,16 @@ fn read(root: &Path, path: &str) -> String {
 /// Writes hostname, hosts, resolv.conf and the user (account, group and home dir).
 pub fn write_identity(dir: &Path, id: &Identity) -> Result<(), Error> {
     let root = rootfs_dir(dir);
-    write(&root, "/etc/hostname", &format!("{}\n", id.hostname), 0o644)?;
+    // The host ids of container root and of the user.
+    let host = |i: u32| id.userns.map_or(i, |ns| ns.host_id(i));
+    let r = host(0);
+    write(
+        &root,
+        "/etc/hostname",
+        &format!("{}\n", id.hostname),
+        0o644,
+        r,
+    )?;
     write(
         &root,
         "/etc/hosts",
@@ -101,8 +174,9 @@ pub fn write_identity(dir: &Path, id: &Identity) -> Result<(), Error> {
             id.container_ip, id.hostname
         ),
         0o644,
+        r,
     )?;
-    write(&root, "/etc/resolv.conf", &resolv_conf(id), 0o644)?;
+    write(&root, "/etc/resolv.conf", &resolv_conf(id), 0o644, r)?;
 
     let uid = id.uid;
     let strip = |text: String| -> String {
@@ -118,16 +192,16 @@ pub fn write_identity(dir: &Path, id: &Identity) -> Result<(), Error> {
     };
     let passwd = strip(read(&root, "/etc/passwd"))
         + &format!("{USER}:x:{uid}:{uid}::/home/{USER}:/bin/sh\n");
-    write(&root, "/etc/passwd", &passwd, 0o644)?;
+    write(&root, "/etc/passwd", &passwd, 0o644, r)?;
     let group = strip(read(&root, "/etc/group")) + &format!("{USER}:x:{uid}:\n");
-    write(&root, "/etc/group", &group, 0o644)?;
+    write(&root, "/etc/group", &group, 0o644, r)?;
 
     let home =
         secure_join(&root, Path::new("/home/vcap")).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::create_dir_all(&home).map_err(|e| Error::io("mkdir", &home, e))?;
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| Error::io("chmod", &home, e))?;
-    nix::unistd::chown(&home, Some(uid.into()), Some(uid.into()))
+    nix::unistd::chown(&home, Some(host(uid).into()), Some(host(uid).into()))
         .map_err(|e| Error::Sys(format!("chown {}: {e}", home.display())))
 }
 

@@ -17,7 +17,7 @@ impl Manager {
     ) -> Result<(), Error> {
         c.inner.lock().await.state.check(&[State::Active])?;
         let root = rootfs::rootfs_dir(&c.dir);
-        let uid = c.uid;
+        let uid = crate::container::userns::host_uid(&c.runtime_root(), &c.id, c.uid);
         blocking(move || {
             crate::copy::copy_in(
                 &root,

@@ -165,6 +165,10 @@ impl Manager {
         let identity_net = c.network;
         let (uid, id, dns) = (c.uid, c.id.clone(), self.config.network.dns_servers.clone());
         let (disks, layer) = (self.disks.clone(), c.layer());
+        let (userns, depot) = (
+            self.config.user.namespace,
+            self.config.server.container_depot_path.clone(),
+        );
         blocking(move || {
             // The writable layer, a quota unit of its own when the depot has quotas.
             match disks.backend() {
@@ -172,7 +176,12 @@ impl Manager {
                 None => std::fs::create_dir(&layer).map_err(|e| Error::io("mkdir", &layer, e))?,
             }
             fail_point("disk")?;
-            rootfs::mount_overlay(&dir, &layer, &base)?;
+            rootfs::mount_overlay(
+                &dir,
+                &layer,
+                &base,
+                userns.as_ref().map(|ns| (ns, depot.as_path())),
+            )?;
             fail_point("overlay")?;
             rootfs::write_identity(
                 &dir,
@@ -182,6 +191,7 @@ impl Manager {
                     host_ip: identity_net.host_ip(),
                     uid,
                     dns_servers: &dns,
+                    userns,
                 },
             )
         })
@@ -200,6 +210,7 @@ impl Manager {
             bind_mounts: binds,
             seccomp: self.seccomp.as_ref(),
             pids_limit: self.config.server.pids_limit,
+            userns: self.config.user.namespace,
         });
         bundle::write(&c.dir, &config)?;
         fail_point("bundle")?;

@@ -192,8 +192,15 @@ impl Manager {
             .map_err(|e| anyhow::anyhow!("cannot create the depot {}: {e}", depot.display()))?;
         let bin = depot.join(".bin");
         std::fs::create_dir_all(&bin)?;
+        if config.user.namespace.is_some() {
+            crate::container::userns::check_reachable("server.container_depot_path", &depot)
+                .map_err(anyhow::Error::msg)?;
+        }
         let init = bin.join("warden-init");
         write_executable(&init, INIT_BINARY)?;
+        if config.user.namespace.is_some() {
+            crate::container::userns::make_fuse_node(&init)?;
+        }
         let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
             .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
         let (table, pool) = (

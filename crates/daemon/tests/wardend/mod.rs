@@ -81,6 +81,12 @@ impl Wardend {
             .prefix("wardend-e2e")
             .tempdir()
             .unwrap();
+        // Container root is an unprivileged host uid: it must reach its rootfs in the depot.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let depot = depot.unwrap_or_else(|| dir.path().join("depot"));
         let cgroup_parent = format!("warden-e2e-{pid}-{n}");
         let nft_table = format!("warden_e2e_{pid}_{n}");

@@ -1,6 +1,6 @@
 //! `exec`: a new process in a running container. The parent enters the container's pid
 //! namespace and forks; the child joins the cgroup (the parent writes it in), the other
-//! namespaces (user first, mount last), then sets up the process exactly as the init does
+//! namespaces (see `join_namespaces`), then sets up the process exactly as the init does
 //! and execs. The channel is close-on-exec, so its EOF tells the parent the exec happened;
 //! an `Error` message tells it why not.
 //!
@@ -167,12 +167,42 @@ fn final_cpus(p: &Process) -> Option<&str> {
         .filter(|c| !c.is_empty())
 }
 
+/// Joins `targets`. The user namespace goes last unless a namespace refuses us before it: a
+/// namespace the container shares with the host (a network namespace made beforehand, say)
+/// belongs to the host's user namespace, where only our own privileges count; one the
+/// container made belongs to its user namespace, which a privileged caller may join from
+/// outside and an unprivileged (rootless) one only once inside. So: every other namespace
+/// first, those refused with EPERM again after the user namespace (runc does the same).
+fn join_namespaces(targets: &[Target]) -> Result<()> {
+    let user = targets.iter().find(|t| t.flag == CloneFlags::CLONE_NEWUSER);
+    let mut deferred = Vec::new();
+    for t in targets
+        .iter()
+        .filter(|t| t.flag != CloneFlags::CLONE_NEWUSER)
+    {
+        match nix::sched::setns(t.file.as_fd(), t.flag) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) if user.is_some() => deferred.push(t),
+            Err(e) => return Err(Error::sys(format!("setns {}", t.name), e)),
+        }
+    }
+    if let Some(u) = user {
+        nix::sched::setns(u.file.as_fd(), u.flag).sys("setns user")?;
+    }
+    for t in deferred {
+        nix::sched::setns(t.file.as_fd(), t.flag).sys(format!("setns {}", t.name))?;
+    }
+    Ok(())
+}
+
 fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Result<Infallible> {
     crate::security::set_not_dumpable()?;
     ch.expect("Continue")?;
-    for t in targets {
-        nix::sched::setns(t.file.as_fd(), t.flag).sys(format!("setns {}", t.name))?;
-    }
+    let process = a.process;
+    // Before the user namespace: in it, raising a hard limit needs CAP_SYS_RESOURCE over the
+    // host's namespace, which the container's root does not have.
+    crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    join_namespaces(targets)?;
     if !a.namespaces.iter().any(|n| n == "mnt") {
         // No mount namespace to join: the container's root is the init's chroot.
         let root = format!("/proc/{}/root", a.init_pid);
@@ -180,8 +210,6 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
         nix::unistd::chroot(".").sys("chroot into the container's root")?;
         std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))?;
     }
-    let process = a.process;
-    crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(cpus) = final_cpus(process) {
         // In the cgroup now (whose cpuset reset our affinity when we joined it).
         super::attrs::set_affinity(0, cpus, "process.execCPUAffinity.final")?;

@@ -9,6 +9,7 @@
 //!    rootfsPropagation on `/`.
 
 pub mod devices;
+pub mod idmap;
 pub mod mounts;
 pub mod path;
 
