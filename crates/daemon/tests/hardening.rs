@@ -443,3 +443,85 @@ fn a_bad_user_namespace_range_stops_the_daemon_naming_the_key() {
         "{e}"
     );
 }
+
+/// CVE-2024-21626 (runc leaked a host cgroup fd into the container, and a job whose cwd was
+/// `/proc/self/fd/N` walked the host) and CVE-2019-5736 (a container overwrote the runtime's
+/// binary through /proc/<pid>/exe): a job holds no descriptor of the host's, the init only
+/// /dev/null, and neither the init's binary nor wardend's can be written from inside.
+#[test]
+fn no_host_descriptor_leaks_in_and_the_runtime_binaries_cannot_be_overwritten() {
+    use std::hash::{Hash, Hasher};
+    let digest = |p: &std::path::Path| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(p).unwrap().hash(&mut h);
+        h.finish()
+    };
+    let w = Wardend::start("", "");
+    let init_bin = w.depot.join(".bin").join("warden-init");
+    let (wardend_before, init_before) = (digest(std::path::Path::new(WARDEND)), digest(&init_bin));
+    let mut c = w.client();
+    let h = create(&mut c);
+    for privileged in [false, true] {
+        let who = if privileged {
+            "privileged"
+        } else {
+            "unprivileged"
+        };
+        // Every descriptor the job's shell started with, as its first child inherits them:
+        // its three pipes (stdin, stdout, stderr). (Listed from the shell itself, busybox's
+        // own redirections would show.)
+        let (code, out, err) = run_as(
+            &mut c,
+            &h,
+            "sleep 5 & p=$!; ls -l /proc/$p/fd > /tmp/fds; kill $p; cat /tmp/fds",
+            privileged,
+        );
+        assert_eq!(code, 0, "{who}: {err}");
+        for line in out.lines().filter(|l| l.contains(" -> ")) {
+            let (left, target) = line.split_once(" -> ").unwrap();
+            let fd = left.rsplit(' ').next().unwrap();
+            assert!(
+                // (A background job's stdin is /dev/null, POSIX says.)
+                ["0", "1", "2"].contains(&fd)
+                    && (target.starts_with("pipe:[") || target == "/dev/null"),
+                "{who}: the job holds fd {fd} -> {target}:\n{out}"
+            );
+        }
+        // A cwd through a descriptor that is not there goes nowhere.
+        let (code, _, _) = run_as(&mut c, &h, "cd /proc/self/fd/7", privileged);
+        assert_ne!(code, 0, "{who}");
+    }
+    // The init (pid 1 in the container): /dev/null on its stdio and nothing else.
+    let (code, out, err) = run_as(
+        &mut c,
+        &h,
+        "ls -l /proc/1/fd > /tmp/fds; cat /tmp/fds",
+        true,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" -> ")).count(),
+        3,
+        "{out}"
+    );
+    for line in out.lines().filter(|l| l.contains(" -> ")) {
+        assert!(
+            line.ends_with(" -> /dev/null"),
+            "the init holds {line}:\n{out}"
+        );
+    }
+    // Its binary (the daemon's warden-init on the host) cannot be written through /proc, nor
+    // opened for writing by path from inside; wardend's own binary is not in reach.
+    for script in [
+        "echo x >> /proc/1/exe",
+        "exec 3>>/proc/1/exe",
+        "echo x > /.warden/init",
+    ] {
+        let (code, _, _) = run_as(&mut c, &h, script, true);
+        assert_ne!(code, 0, "{script} worked");
+    }
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    assert_eq!(digest(std::path::Path::new(WARDEND)), wardend_before);
+    assert_eq!(digest(&init_bin), init_before);
+    w.assert_clean();
+}
