@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use warden_client::Client;
 use warden_protocol::{
-    CreateRequest, DestroyRequest, LimitDiskRequest, NetInRequest, NetOutRequest, RunRequest,
+    CreateRequest, DestroyRequest, InfoRequest, LimitBandwidthRequest, LimitDiskRequest,
+    LinkRequest, NetInRequest, NetOutRequest, RunRequest, SpawnRequest,
 };
 
 struct Daemon {
@@ -90,7 +91,7 @@ fn start_on(depot: Option<&Path>, tag: &str, extra: &str, pool: &str) -> Daemon 
         format!(
             "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n{extra}\
              health_check_server:\n  port: 0\nlogging:\n  level: info\n\
-             network:\n  pool_network: {pool}\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n\
+             network:\n  pool_network: {pool}\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n  allow_host_access: true\n\
              user:\n  {}\n",
             std::env::var("BENCH_USER").unwrap_or_else(|_| "pool_size: 64".into())
         ),
@@ -129,6 +130,79 @@ fn ms(d: Duration) -> f64 {
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// MB/s of `bytes` sent out of the container to the host (timed by the host, first byte to
+/// last) and into it from the host (timed by the container from its first byte read to its
+/// last, with /proc/uptime).
+fn throughput(c: &mut Client, h: &str, bytes: usize) -> (f64, f64) {
+    use std::io::{Read, Write};
+    let info = c.info(InfoRequest { handle: h.into() }).unwrap();
+    let (host_ip, ip) = (info.host_ip.unwrap(), info.container_ip.unwrap());
+    let listener = std::net::TcpListener::bind((host_ip.as_str(), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let job = c
+        .spawn(SpawnRequest {
+            handle: h.into(),
+            script: format!("head -c {bytes} /dev/zero | nc -w 30 {host_ip} {port}"),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    let (mut s, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = s.read(&mut buf).unwrap();
+    let (first, t) = (got, Instant::now());
+    while got < bytes {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the container stopped at {got} bytes");
+        got += n;
+    }
+    let out = (got - first) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    drop(s);
+    c.link(LinkRequest {
+        handle: h.into(),
+        job_id: job,
+    })
+    .unwrap();
+    let job = c
+        .spawn(SpawnRequest {
+            handle: h.into(),
+            script: "nc -l -p 7100 | { head -c 1 >/dev/null; cat /proc/uptime; wc -c; \
+                     cat /proc/uptime; }"
+                .into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .job_id;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect((ip.as_str(), 7100)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("connect to the container: {e}"),
+        }
+    };
+    let chunk = vec![0u8; 1 << 16];
+    let mut sent = 0;
+    while sent < bytes {
+        let n = chunk.len().min(bytes - sent);
+        s.write_all(&chunk[..n]).unwrap();
+        sent += n;
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let l = c
+        .link(LinkRequest {
+            handle: h.into(),
+            job_id: job,
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&l.stdout.unwrap_or_default()).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let secs = |l: &str| -> f64 { l.split_whitespace().next().unwrap().parse().unwrap() };
+    let rest: f64 = lines[1].trim().parse().unwrap();
+    let into = rest / (secs(lines[2]) - secs(lines[0])).max(0.01) / 1e6;
+    (out, into)
 }
 
 fn row(name: &str, mut v: Vec<Duration>) {
@@ -355,6 +429,32 @@ fn main() {
     }
     row("net_in", net_in);
     row("net_out", net_out);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+
+    // Throughput over the veth, TCP between the host and a container's busybox nc, without a
+    // limit and under limit_bandwidth (rate 10 MiB/s, burst 256 KiB).
+    println!();
+    println!(
+        "{:<26} {:>12} {:>12}",
+        "throughput (MB/s)", "out of", "into"
+    );
+    let h = c.create(CreateRequest::default()).unwrap().handle;
+    let (out, into) = throughput(&mut c, &h, 256 << 20);
+    println!("{:<26} {:>12.1} {:>12.1}", "no limit", out, into);
+    let rate = 10u64 << 20;
+    c.limit_bandwidth(LimitBandwidthRequest {
+        handle: h.clone(),
+        rate,
+        burst: 256 << 10,
+    })
+    .unwrap();
+    let (out, into) = throughput(&mut c, &h, 30 << 20);
+    println!(
+        "{:<26} {:>12.1} {:>12.1}",
+        format!("limit {:.1} MB/s", rate as f64 / 1e6),
+        out,
+        into
+    );
     c.destroy(DestroyRequest { handle: h }).unwrap();
 
     println!();
