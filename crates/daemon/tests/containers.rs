@@ -876,22 +876,14 @@ fn containers_reach_neither_the_host_nor_each_other_by_default() {
         })
         .unwrap()
         .job_id;
-    std::thread::sleep(Duration::from_millis(200));
+    wait_listening(&mut c, &b, 8080);
     let (code, _, _) = run(&mut c, &a, &format!("echo from-a | nc -w 2 {b_ip} 8080"));
     assert_ne!(code, 0);
 
     // The host may open connections into a container; the replies come back.
     let (code, _, _) = run(&mut c, &b, "true");
     assert_eq!(code, 0);
-    // (b's listener may still be starting on a loaded machine.)
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut s = loop {
-        match std::net::TcpStream::connect((b_ip.as_str(), 8080)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("connect to b's listener: {e}"),
-        }
-    };
+    let mut s = std::net::TcpStream::connect((b_ip.as_str(), 8080)).unwrap();
     std::io::Write::write_all(&mut s, b"from-host\n").unwrap();
     drop(s);
     let l = c
@@ -925,15 +917,8 @@ fn allow_networks_opens_the_way_between_containers() {
         })
         .unwrap()
         .job_id;
-    // Until b's listener is up (the job may take a while to start on a loaded machine).
-    let (code, _, err) = run(
-        &mut c,
-        &a,
-        &format!(
-            "for i in $(seq 50); do echo from-a | nc -w 2 {b_ip} 8080 2>/dev/null && exit 0; \
-             sleep 0.1; done; exit 1"
-        ),
-    );
+    wait_listening(&mut c, &b, 8080);
+    let (code, _, err) = run(&mut c, &a, &format!("echo from-a | nc -w 2 {b_ip} 8080"));
     assert_eq!(code, 0, "{err}");
     let l = c
         .link(LinkRequest {
@@ -1096,8 +1081,21 @@ fn nc_listen(c: &mut warden_client::Client, h: &str, port: u16) -> u32 {
         })
         .unwrap()
         .job_id;
-    std::thread::sleep(Duration::from_millis(200));
+    wait_listening(c, h, port);
     job
+}
+
+/// Waits (at most 20 s) until a TCP socket in container `h` listens on `port`: its
+/// /proc/net/tcp has the port in state 0A (a job's nc may take a while to start on a loaded
+/// machine, and a connection before that is refused for the wrong reason).
+fn wait_listening(c: &mut warden_client::Client, h: &str, port: u16) {
+    let pat = format!(":{port:04X} [0-9A-F]*:0000 0A");
+    let probe = format!(
+        "i=0; while [ $i -lt 200 ]; do cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | \
+         grep -q '{pat}' && exit 0; sleep 0.1; i=$((i+1)); done; exit 1"
+    );
+    let (code, _, err) = run(c, h, &probe);
+    assert_eq!(code, 0, "nothing listens on port {port} in {h}: {err}");
 }
 
 fn net_in(c: &mut warden_client::Client, h: &str, hp: Option<u32>, cp: Option<u32>) -> (u32, u32) {

@@ -26,6 +26,12 @@ fn sigterm_exits_0_and_removes_socket_and_pidfile() {
     let config = config_text(&format!("pidfile: {}", pidfile.display()), "");
     let mut d = Daemon::spawn_in(dir, socket.clone(), &config, &[]);
     d.wait_ready();
+    // The socket is bound first (a second daemon must fail on it before touching the
+    // pidfile), the pidfile a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pidfile.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         std::fs::read_to_string(&pidfile).unwrap().trim(),
         d.pid().to_string()
