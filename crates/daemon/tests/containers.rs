@@ -1232,6 +1232,18 @@ fn net_out(
 
 /// Whether `from` gets a line through to `to_ip:port` (a listener in `to`).
 fn reaches(c: &mut warden_client::Client, from: &str, to: &str, to_ip: &str, port: u16) -> bool {
+    // Two tries: on a loaded machine one connection can time out for no rule's sake; a rule
+    // that lets nothing through fails both.
+    reaches_once(c, from, to, to_ip, port) || reaches_once(c, from, to, to_ip, port)
+}
+
+fn reaches_once(
+    c: &mut warden_client::Client,
+    from: &str,
+    to: &str,
+    to_ip: &str,
+    port: u16,
+) -> bool {
     let job = nc_listen(c, to, port);
     let (code, _, _) = run(c, from, &format!("echo hi | nc -w 2 {to_ip} {port}"));
     if code != 0 {
