@@ -205,6 +205,38 @@ fn throughput(c: &mut Client, h: &str, bytes: usize) -> (f64, f64) {
     (out, into)
 }
 
+/// Create's and destroy's steps, as the daemon timed them (the `steps` field of its
+/// "container created" / "container destroyed" log lines), over the last `n` of each.
+fn breakdown(log: &Path, n: usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    for (what, line) in [
+        ("create", "container created"),
+        ("destroy", "container destroyed"),
+    ] {
+        let runs: Vec<Vec<(String, f64)>> = text
+            .lines()
+            .filter(|l| l.contains(line))
+            .filter_map(warden_daemon::steps::parse)
+            .collect();
+        let runs = &runs[runs.len().saturating_sub(n)..];
+        let Some(first) = runs.first() else {
+            println!("{what}: no step timings in the daemon's log");
+            continue;
+        };
+        println!("  {what}, by step (the daemon's own timing)");
+        for (i, (name, _)) in first.iter().enumerate() {
+            let v: Vec<Duration> = runs
+                .iter()
+                .filter_map(|r| r.get(i).filter(|s| &s.0 == name))
+                .map(|s| Duration::from_secs_f64(s.1 / 1e3))
+                .collect();
+            if v.len() == runs.len() {
+                row(&format!("    {name}"), v);
+            }
+        }
+    }
+}
+
 fn row(name: &str, mut v: Vec<Duration>) {
     v.sort();
     println!(
@@ -403,6 +435,7 @@ fn main() {
     row("run /bin/true", run);
     row("destroy", destroy);
     row("create + run + destroy", total);
+    breakdown(&d.dir.path().join("wardend.log"), n);
 
     // net_in (a pool port each, so a new mapping each time) and net_out (a rule each, at the
     // top of the container's chain), N of each on one container.

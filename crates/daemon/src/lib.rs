@@ -25,5 +25,6 @@ pub mod net;
 pub mod pool;
 pub mod registry;
 pub mod server;
+pub mod steps;
 
 pub use handler::{ConnectionContext, Handler, Reply, RequestContext};

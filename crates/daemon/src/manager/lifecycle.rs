@@ -23,6 +23,7 @@ use crate::jobs;
 use crate::net;
 use crate::pool::Network;
 use crate::registry::RegistryError;
+use crate::steps::Steps;
 
 /// How long stop lets jobs end after SIGTERM before it sends SIGKILL (SPEC 3.4).
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -36,6 +37,7 @@ impl Manager {
         req: CreateRequest,
         conn: &ConnectionContext,
     ) -> Result<String, Error> {
+        let mut steps = Steps::new();
         let id = id::next();
         let handle = req.handle.clone().unwrap_or_else(|| id.clone());
         if self.registry.get(&handle).is_ok() {
@@ -125,15 +127,17 @@ impl Manager {
             grace: StdMutex::new(Grace::default()),
             destroying: Mutex::new(()),
         });
+        steps.mark("pools");
         tracing::info!(handle = %handle, id = %container.id, "creating container");
         if let Err(e) = std::fs::create_dir(&container.dir) {
             self.networks.release(network);
             self.uids.release(uid);
             return Err(Error::io("mkdir", &container.dir, e));
         }
-        if let Err(e) = self.build(&container, &binds).await {
+        steps.mark("dir");
+        if let Err(e) = self.build(&container, &binds, &mut steps).await {
             tracing::warn!(handle = %handle, "create failed, tearing down: {e}");
-            if let Err(t) = self.teardown(&container).await {
+            if let Err(t) = self.teardown(&container, &mut Steps::new()).await {
                 tracing::error!(handle = %handle, "teardown after a failed create: {t}");
             }
             return Err(e);
@@ -144,23 +148,31 @@ impl Manager {
         drop(inner);
         if let Err(e) = self.registry.insert(&handle, container.clone()) {
             // Another create took the handle meanwhile.
-            let _ = self.teardown(&container).await;
+            let _ = self.teardown(&container, &mut Steps::new()).await;
             return Err(Error::Request(e.to_string()));
         }
         self.reference(conn.id(), &container);
-        tracing::info!(handle = %handle, id = %container.id, "container created");
+        steps.mark("register");
+        tracing::info!(handle = %handle, id = %container.id, steps = ?steps.to_string(), "container created");
         Ok(handle)
     }
 
     /// The steps of create after the dir exists.
-    async fn build(&self, c: &Container, binds: &[BindMount]) -> Result<(), Error> {
+    async fn build(
+        &self,
+        c: &Container,
+        binds: &[BindMount],
+        steps: &mut Steps,
+    ) -> Result<(), Error> {
         self.ensure_firewall().await?;
+        steps.mark("firewall");
         for sub in ["jobs", "run"] {
             let p = c.dir.join(sub);
             std::fs::create_dir(&p).map_err(|e| Error::io("mkdir", &p, e))?;
         }
         // The snapshot first, so that a daemon dying half-way finds (and tears down) it.
         c.snapshot(&*c.inner.lock().await).save(&c.dir)?;
+        steps.mark("snapshot");
         let (dir, base) = (c.dir.clone(), c.base_rootfs.clone());
         let identity_net = c.network;
         let (uid, id, dns) = (c.uid, c.id.clone(), self.config.network.dns_servers.clone());
@@ -169,12 +181,14 @@ impl Manager {
             self.config.user.namespace,
             self.config.server.container_depot_path.clone(),
         );
-        blocking(move || {
+        let mut timed = std::mem::take(steps);
+        *steps = blocking(move || {
             // The writable layer, a quota unit of its own when the depot has quotas.
             match disks.backend() {
                 Some(b) => b.prepare(&layer, uid)?,
                 None => std::fs::create_dir(&layer).map_err(|e| Error::io("mkdir", &layer, e))?,
             }
+            timed.mark("layer");
             fail_point("disk")?;
             rootfs::mount_overlay(
                 &dir,
@@ -182,6 +196,7 @@ impl Manager {
                 &base,
                 userns.as_ref().map(|ns| (ns, depot.as_path())),
             )?;
+            timed.mark("overlay");
             fail_point("overlay")?;
             rootfs::write_identity(
                 &dir,
@@ -193,13 +208,16 @@ impl Manager {
                     dns_servers: &dns,
                     userns,
                 },
-            )
+            )?;
+            timed.mark("identity");
+            Ok(timed)
         })
         .await?;
         fail_point("identity")?;
         net::setup(&c.netns(), &self.net_spec(c))
             .await
             .map_err(|e| Error::Network(e.to_string()))?;
+        steps.mark("network");
         fail_point("network")?;
         let config = bundle::config(&BundleSpec {
             id: &c.id,
@@ -213,8 +231,10 @@ impl Manager {
             userns: self.config.user.namespace,
         });
         bundle::write(&c.dir, &config)?;
+        steps.mark("bundle");
         fail_point("bundle")?;
         runtime::create(&self.exe, &c.runtime_root(), &c.id, &c.dir).await?;
+        steps.mark("init");
         fail_point("init")?;
         Ok(())
     }
@@ -233,9 +253,8 @@ impl Manager {
     /// Removes everything a container owns, whatever is already gone: its processes and
     /// runtime state (cgroups), network, overlay, dir, and pool entries. Errors are
     /// collected; the pool entries are released only once the parts using them are gone.
-    async fn teardown(&self, c: &Container) -> Result<(), Error> {
+    async fn teardown(&self, c: &Container, steps: &mut Steps) -> Result<(), Error> {
         let mut errors = Vec::new();
-        let t = std::time::Instant::now();
         let net_in = c.inner.lock().await.net_in.clone();
         let (table, id, ip) = (
             self.config.network.nftables_table.clone(),
@@ -254,6 +273,7 @@ impl Manager {
                 false
             }
         };
+        steps.mark("rules");
         let (root, id) = (c.runtime_root(), c.id.clone());
         let processes_gone = match blocking(move || runtime::delete(&root, &id)).await {
             Ok(()) => true,
@@ -262,7 +282,7 @@ impl Manager {
                 false
             }
         };
-        tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "teardown: processes and cgroups gone");
+        steps.mark("runtime");
         // The processes are gone, so unmounting the netns lets the kernel free it and the
         // veth pair; the network returns to the pool once the host's end is gone.
         let net_ok = match net::release(&c.netns()) {
@@ -272,19 +292,33 @@ impl Manager {
                 false
             }
         };
+        steps.mark("netns");
         let (dir, layer, uid) = (c.dir.clone(), c.layer(), c.uid);
         let (disks, kind) = (self.disks.clone(), c.disk_quota);
+        let mut timed = std::mem::take(steps);
         let fs = blocking(move || {
-            rootfs::unmount_overlay(&dir)?;
-            let quota = remove_layer(disks.backend_for(kind), &layer, uid);
-            remove_dir_all_retry(&dir)?;
-            quota
+            let fs = (|| {
+                rootfs::unmount_overlay(&dir)?;
+                timed.mark("overlay");
+                let quota = remove_layer(disks.backend_for(kind), &layer, uid);
+                timed.mark("layer");
+                remove_dir_all_retry(&dir)?;
+                timed.mark("dir");
+                quota
+            })();
+            Ok((fs, timed))
         })
         .await;
+        let fs = match fs {
+            Ok((fs, timed)) => {
+                *steps = timed;
+                fs
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = &fs {
             errors.push(e.to_string());
         }
-        tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "teardown: network, overlay and dir gone");
         // Give back only what nothing uses any more, and only once.
         let mut inner = c.inner.lock().await;
         if net_ok && processes_gone && !inner.network_released {
@@ -374,6 +408,7 @@ impl Manager {
 
     pub(super) async fn destroy(&self, c: &Arc<Container>) -> Result<(), Error> {
         let _one_at_a_time = c.destroying.lock().await;
+        let mut steps = Steps::new();
         {
             let mut inner = c.inner.lock().await;
             if inner.state == State::Destroyed {
@@ -384,13 +419,13 @@ impl Manager {
             inner = c.inner.lock().await;
             inner.obituary = obituary;
         }
-        let t = std::time::Instant::now();
+        steps.mark("info");
         let _ = self.stop(c, true).await;
-        tracing::debug!(handle = %c.handle, elapsed = ?t.elapsed(), "destroy: stopped");
-        self.teardown(c).await?;
+        steps.mark("stop");
+        self.teardown(c, &mut steps).await?;
         c.inner.lock().await.state = State::Destroyed;
         self.registry.remove_if_same(&c.handle, c);
-        tracing::info!(handle = %c.handle, id = %c.id, "container destroyed");
+        tracing::info!(handle = %c.handle, id = %c.id, steps = ?steps.to_string(), "container destroyed");
         Ok(())
     }
 
