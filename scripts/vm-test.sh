@@ -124,7 +124,8 @@ echo "vm-test: booting $pkg ($(basename "$kimg")) for ${#lane[@]} test binaries,
 start=$(date +%s)
 # /dev/kvm exists on our machines but a KVM guest hangs at boot (nested virtualization):
 # software emulation. setsid: its own process group, killed whole on a time-out or exit.
-setsid "$vng" --run "$kimg" --disable-kvm --cpus 2 --memory "$memory" --rwdir "$out" \
+# vng runs virtme-run by name: the venv's bin goes on its PATH (only its: not the guest's).
+PATH="$(dirname "$vng"):$PATH" setsid "$vng" --run "$kimg" --disable-kvm --cpus 2 --memory "$memory" --rwdir "$out" \
     --exec "$out/guest.sh" > "$out/console" 2>&1 < /dev/null &
 pid=$!
 pgid=$pid

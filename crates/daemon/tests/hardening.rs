@@ -358,6 +358,174 @@ fn the_chowned_copy_of_the_base_when_idmapping_is_not_used() {
     );
 }
 
+/// A copy of the busybox base at `to` (`cp -a`, owners kept).
+fn copy_base(to: &Path) {
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(cp.status.success(), "{cp:?}");
+}
+
+/// The base rootfs on a filesystem that Linux 5.19+ can idmap under an overlay (ext4, on a
+/// loop device of the test's own): the idmapped path, never the copy. The v2 lane's root is
+/// 9p, which cannot be idmapped, so this is what proves the path on its 6.1 kernel; there
+/// WARDEN_TEST_REQUIRE_IDMAP=1 makes it fail, not skip, when the loop device, the ext4 or
+/// the idmapping cannot be had.
+#[test]
+fn a_base_on_an_idmappable_filesystem_is_idmapped_not_copied() {
+    let required = std::env::var("WARDEN_TEST_REQUIRE_IDMAP").is_ok_and(|v| v == "1");
+    let skip = |why: String| {
+        assert!(!required, "WARDEN_TEST_REQUIRE_IDMAP=1: {why}");
+        eprintln!("skipped: {why}");
+    };
+    for m in ["loop", "ext4"] {
+        let _ = Command::new("modprobe")
+            .arg(m)
+            .stderr(Stdio::null())
+            .status();
+    }
+    let fs = match LoopFs::try_new("ext4", 64) {
+        Ok(fs) => fs,
+        Err(e) => return skip(format!("no ext4 on a loop device here ({e})")),
+    };
+    // The busybox base, plus a file of a user of the range's and one of a uid past it.
+    let base = fs.mount.join("base");
+    copy_base(&base);
+    for (name, owner) in [("theirs", 1234), ("far", 70000)] {
+        let p = base.join(name);
+        std::fs::write(&p, "base\n").unwrap();
+        std::fs::set_permissions(&p, PermissionsExt::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&p, Some(owner), Some(owner)).unwrap();
+    }
+    let w = Wardend::start_on_base(&base, "", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    if w.log_text().contains("cannot be idmapped here") {
+        return skip(format!("wardend fell back:\n{}", w.log_text()));
+    }
+    let dir = w.depot.join(ids(&w, &h));
+    // The overlay's lower layer is the idmapped mount (detached from `lower/` once the
+    // overlay holds it), not a copy.
+    let lower = format!("lowerdir={}", dir.join("lower").display());
+    let rootfs_mp = dir.join("rootfs").display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let overlay = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(rootfs_mp.as_str()))
+        .unwrap_or_else(|| panic!("no overlay at {rootfs_mp}:\n{mountinfo}"));
+    assert!(overlay.contains(&lower), "{overlay}");
+    assert!(!dir.join("lower").exists());
+    assert!(!w.depot.join(".rootfs").exists(), "{}", w.log_text());
+
+    // Inside, the base's owners through the map: host root is root, 1234 is 1234, a uid the
+    // range does not hold is nobody. Files copied up from it keep their owner: on the host
+    // they are the mapped ids.
+    let (code, out, err) = run_as(
+        &mut c,
+        &h,
+        "id -u; stat -c %u:%g /bin/busybox /usr /theirs /far; echo more >> /theirs \
+         && touch /usr/made && cat /theirs",
+        true,
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "0",
+            "0:0",
+            "0:0",
+            "1234:1234",
+            "65534:65534",
+            "base",
+            "more"
+        ],
+        "{err}"
+    );
+    let upper = dir.join("disk").join("upper");
+    let owner = |p: &str| {
+        let m = std::fs::metadata(upper.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("theirs"), (START + 1234, START + 1234));
+    assert_eq!(owner("usr"), (START, START));
+    assert_eq!(owner("usr/made"), (START, START));
+    // The base itself is untouched.
+    let theirs = std::fs::metadata(base.join("theirs")).unwrap();
+    assert_eq!((theirs.uid(), theirs.len()), (1234, 5));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+
+    // And a privileged job there is root inside only, as on a copied base.
+    privileged_root_is_root_inside_only(&w);
+    assert!(!w.depot.join(".rootfs").exists(), "{}", w.log_text());
+    drop(c);
+    drop(w);
+    drop(fs);
+}
+
+/// A ramfs of the test's own, unmounted when dropped (even when the test fails).
+struct Ramfs(tempfile::TempDir);
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// `namespace_rootfs: auto` on a base the kernel will not idmap (ramfs has no idmapped
+/// mounts on any kernel): the chowned copy, the reason logged, and the kernel asked once, not
+/// again by every later create.
+#[test]
+fn a_base_that_cannot_be_idmapped_falls_back_to_the_copy_and_says_why_once() {
+    let dir = tempfile::Builder::new()
+        .prefix("wardend-ramfs")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    nix::mount::mount(
+        Some("ramfs"),
+        dir.path(),
+        Some("ramfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .unwrap();
+    let fs = Ramfs(dir);
+    let base = fs.0.path().join("base");
+    copy_base(&base);
+    let w = Wardend::start_on_base(&base, "", "");
+    privileged_root_is_root_inside_only(&w);
+    let mut c = w.client();
+    let (a, b) = (create(&mut c), create(&mut c));
+    for h in [&a, &b] {
+        let (_, out, _) = run_as(&mut c, h, "stat -c %u:%g /bin/busybox", true);
+        assert_eq!(out, "0:0\n");
+    }
+    let log = w.log_text();
+    let said: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("cannot be idmapped here"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(
+        said[0].contains("mount_setattr(MOUNT_ATTR_IDMAP)") && said[0].contains("from now on"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(log.matches("made the chowned copy").count(), 1, "{log}");
+    let copies = std::fs::read_dir(w.depot.join(".rootfs")).unwrap().count();
+    assert_eq!(copies, 1);
+    for h in [a, b] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.assert_clean();
+    drop(c);
+    drop(w);
+    drop(fs);
+}
+
 #[test]
 fn container_root_is_host_root_only_when_the_operator_says_so() {
     let w = Wardend::start("", "user:\n  container_root_is_host_root: true\n");

@@ -34,27 +34,43 @@ pub fn mount_overlay(
     };
     make_layers(dir, layer)?;
     own_upper(layer, ns)?;
-    if ns.rootfs == NamespaceRootfs::Auto {
-        let mounted = super::userns::mount_idmapped_lower(dir, base, ns)
-            .and_then(|lower| mount_overlay_on(dir, layer, &lower));
+    // Why the idmapped base could not be had, and the overlay's own refusal of it (kernels
+    // before 5.19 take no idmapped layer: EINVAL), remembered only once the copy's overlay
+    // works, so that a refusal of the overlay as such is not taken for one of the idmap.
+    let (mut reason, mut overlay_refused) = (None, None);
+    if ns.rootfs == NamespaceRootfs::Auto && !super::userns::refused(base) {
+        let mounted = super::userns::mount_idmapped_lower(dir, base, ns).and_then(|lower| {
+            try_overlay(dir, layer, &lower)?.map_err(|errno| {
+                overlay_refused = Some(errno);
+                overlay_error(dir, errno)
+            })
+        });
         super::userns::unmount_lower(dir);
         match mounted {
             Ok(()) => return Ok(()),
             Err(e) => {
-                // Once per daemon: every create would take the same way.
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    tracing::info!(
-                        base = %base.display(),
-                        "the base rootfs cannot be idmapped here ({e}): using a chowned copy"
-                    )
-                });
+                reason = Some(e);
                 let _ = unmount_overlay(dir);
             }
         }
     }
-    let copy = super::userns::chowned_copy(base, depot, ns)?;
-    mount_overlay_on(dir, layer, &copy)
+    let copied =
+        super::userns::chowned_copy(base, depot, ns).and_then(|c| mount_overlay_on(dir, layer, &c));
+    if let Some(e) = reason {
+        if let (Ok(()), Some(errno)) = (&copied, overlay_refused) {
+            super::userns::refuse_if_lasting(base, errno);
+        }
+        tracing::info!(
+            base = %base.display(),
+            "the base rootfs cannot be idmapped here ({e}): using a chowned copy{}",
+            if super::userns::refused(base) {
+                " for this base from now on"
+            } else {
+                ""
+            }
+        );
+    }
+    copied
 }
 
 /// The overlay's root is the upper layer's (as it is when the overlay is mounted): container
@@ -80,6 +96,23 @@ fn make_layers(dir: &Path, layer: &Path) -> Result<(), Error> {
 }
 
 fn mount_overlay_on(dir: &Path, layer: &Path, base: &Path) -> Result<(), Error> {
+    try_overlay(dir, layer, base)?.map_err(|errno| overlay_error(dir, errno))
+}
+
+fn overlay_error(dir: &Path, errno: nix::errno::Errno) -> Error {
+    Error::Sys(format!(
+        "mount overlay at {}: {errno}",
+        rootfs_dir(dir).display()
+    ))
+}
+
+/// The overlay mount of [`mount_overlay_on`]; the inner error is the mount's own, kept as
+/// the errno so that a caller can tell a kernel's lasting refusal.
+fn try_overlay(
+    dir: &Path,
+    layer: &Path,
+    base: &Path,
+) -> Result<Result<(), nix::errno::Errno>, Error> {
     let (upper, work) = (layer.join("upper"), layer.join("work"));
     let merged = rootfs_dir(dir);
     make_layers(dir, layer)?;
@@ -97,14 +130,13 @@ fn mount_overlay_on(dir: &Path, layer: &Path, base: &Path) -> Result<(), Error> 
         upper.display(),
         work.display()
     );
-    mount(
+    Ok(mount(
         Some("overlay"),
         &merged,
         Some("overlay"),
         MsFlags::empty(),
         Some(data.as_str()),
-    )
-    .map_err(|e| Error::Sys(format!("mount overlay at {}: {e}", merged.display())))
+    ))
 }
 
 /// Unmounts the overlay; fine if it is not mounted.

@@ -14,7 +14,7 @@
 //!   the first create that needs it (`cp -a`, then every id shifted) and shared by every
 //!   container after it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,39 @@ fn namespace_fd(ns: &UserNamespace) -> Result<std::os::fd::RawFd, Error> {
     Ok(raw)
 }
 
+/// The bases the kernel will not idmap (or not take idmapped under an overlay): a create
+/// on one of them goes straight to the chowned copy instead of asking the kernel again.
+fn refusals() -> std::sync::MutexGuard<'static, HashSet<PathBuf>> {
+    static REFUSED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    REFUSED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the kernel refused to idmap `base` for an earlier create.
+pub fn refused(base: &Path) -> bool {
+    refusals().contains(base)
+}
+
+/// Remembers `base` as refused when `errno` is an answer that will not change while the
+/// daemon runs (the filesystem or the kernel cannot: EINVAL, ENOSYS, EOPNOTSUPP; no
+/// privilege: EPERM), not a passing one (out of fds or memory).
+pub fn refuse_if_lasting(base: &Path, errno: nix::errno::Errno) {
+    use nix::errno::Errno;
+    if matches!(
+        errno,
+        Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM
+    ) {
+        refusals().insert(base.to_path_buf());
+    }
+}
+
+/// Makes the range's user namespace now (at daemon start) rather than in the first create.
+pub fn prepare(ns: &UserNamespace) -> Result<(), Error> {
+    namespace_fd(ns).map(drop)
+}
+
 /// Where the idmapped base is mounted while the overlay is made (`<dir>/lower`).
 pub fn lower_dir(container_dir: &Path) -> PathBuf {
     container_dir.join("lower")
@@ -64,8 +97,12 @@ pub fn mount_idmapped_lower(dir: &Path, base: &Path, ns: &UserNamespace) -> Resu
     let raw = namespace_fd(ns)?;
     // SAFETY: the fd is held in FDS for the daemon's life.
     let userns = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-    let tree =
-        idmap::clone_idmapped(base, userns.as_fd()).map_err(|e| Error::Sys(e.to_string()))?;
+    let tree = idmap::clone_idmapped(base, userns.as_fd()).map_err(|e| {
+        if let warden_runtime::Error::Sys { errno, .. } = &e {
+            refuse_if_lasting(base, *errno);
+        }
+        Error::Sys(e.to_string())
+    })?;
     let lower = lower_dir(dir);
     std::fs::create_dir(&lower).map_err(|e| Error::io("mkdir", &lower, e))?;
     idmap::attach(&tree, &lower).map_err(|e| Error::Sys(e.to_string()))?;
@@ -264,6 +301,30 @@ mod tests {
         assert_eq!(map_id("0 2000000000 65536\n", 10003), Some(2000010003));
         assert_eq!(map_id("0 2000000000 65536\n", 65536), None);
         assert_eq!(map_id("0 0 4294967295\n", 10003), Some(10003));
+    }
+
+    #[test]
+    fn only_lasting_refusals_are_remembered() {
+        use nix::errno::Errno;
+        let passing = Path::new("/nonexistent/userns-test/passing");
+        for errno in [Errno::ENOMEM, Errno::EMFILE, Errno::ENOENT, Errno::EBUSY] {
+            refuse_if_lasting(passing, errno);
+        }
+        assert!(!refused(passing));
+        for (i, errno) in [
+            Errno::EINVAL,
+            Errno::ENOSYS,
+            Errno::EOPNOTSUPP,
+            Errno::EPERM,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let base = PathBuf::from(format!("/nonexistent/userns-test/lasting-{i}"));
+            assert!(!refused(&base));
+            refuse_if_lasting(&base, errno);
+            assert!(refused(&base), "{errno}");
+        }
     }
 
     #[test]

@@ -198,8 +198,14 @@ impl Manager {
         }
         let init = bin.join("warden-init");
         write_executable(&init, INIT_BINARY)?;
-        if config.user.namespace.is_some() {
+        if let Some(ns) = &config.user.namespace {
             crate::container::userns::make_fuse_node(&init)?;
+            // The idmapped base's namespace, made here rather than by the first create.
+            if ns.rootfs == crate::config::NamespaceRootfs::Auto {
+                if let Err(e) = crate::container::userns::prepare(ns) {
+                    tracing::warn!("no user namespace for idmapped mounts ({e}): creates will use the chowned copy");
+                }
+            }
         }
         let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
             .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;

@@ -60,12 +60,17 @@ impl Wardend {
         extra: &str,
         prefix_len: u8,
     ) -> Wardend {
-        Self::start_full(extra_server, extra_network, extra, prefix_len, None)
+        Self::start_full(extra_server, extra_network, extra, prefix_len, None, None)
     }
 
     /// As `start`, with the depot at `depot` (a test-made filesystem, see [`LoopFs`]).
     pub fn start_on(depot: &Path, extra_server: &str, extra: &str) -> Wardend {
-        Self::start_full(extra_server, "", extra, 24, Some(depot.to_path_buf()))
+        Self::start_full(extra_server, "", extra, 24, Some(depot.to_path_buf()), None)
+    }
+
+    /// As `start`, with `container_rootfs_path` at `base` instead of [`rootfs`].
+    pub fn start_on_base(base: &Path, extra_server: &str, extra: &str) -> Wardend {
+        Self::start_full(extra_server, "", extra, 24, None, Some(base.to_path_buf()))
     }
 
     fn start_full(
@@ -74,6 +79,7 @@ impl Wardend {
         extra: &str,
         prefix_len: u8,
         depot: Option<PathBuf>,
+        base: Option<PathBuf>,
     ) -> Wardend {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -109,7 +115,7 @@ impl Wardend {
         let config = dir.path().join("wardend.yml");
         let mut text = format!(
             "server:\n  container_grace_time: null\n  container_rootfs_path: {}\n  cgroup_parent: {cgroup_parent}\n",
-            rootfs().display()
+            base.unwrap_or_else(rootfs).display()
         );
         for l in extra_server.lines() {
             text += &format!("  {l}\n");
@@ -439,7 +445,8 @@ pub struct LoopFs {
 }
 
 impl LoopFs {
-    /// `fstype`: `btrfs` or `xfs` (mounted with `prjquota`); `ext4`.
+    /// `fstype`: `btrfs` or `xfs` (mounted with `prjquota`); `ext4`. The mount's parents are
+    /// searchable by others (container root may need to reach it).
     pub fn new(fstype: &str, size_mb: u64) -> LoopFs {
         Self::try_new(fstype, size_mb).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -450,6 +457,11 @@ impl LoopFs {
             .prefix("wardend-loopfs")
             .tempdir()
             .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let image = dir.path().join("image");
         let f = std::fs::File::create(&image).unwrap();
         f.set_len(size_mb << 20).unwrap();
