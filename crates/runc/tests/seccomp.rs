@@ -670,11 +670,13 @@ fn exec_hands_its_own_listener_to_the_agent() {
     let agent = Agent::new(&env);
     let id = env.created(|s| {
         tmpfs_tmp(s);
-        args(s, &["sleep", "30"]);
+        args(s, &["sleep", "600"]);
         notify_mkdir(s, agent.path());
     });
     env.runc(&["start", &id]).ok();
-    let init = env.state(&id)["pid"].as_i64().unwrap();
+    let st = env.state(&id);
+    assert_eq!(st["status"], "running", "{st:#}");
+    let init = st["pid"].as_i64().unwrap();
     assert_eq!(agent.received().len(), 1);
     assert_eq!(agent.received()[0].state["pid"], init);
 

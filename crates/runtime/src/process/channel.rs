@@ -245,5 +245,24 @@ mod tests {
         assert_eq!(target, std::path::PathBuf::from("/dev/null"));
         drop(b);
         assert!(a.recv().unwrap_err().to_string().contains("channel closed"));
+
+        // The plain write(2)/read(2) pair a process under a notify filter uses.
+        let (a, b) = pair().unwrap();
+        b.write_plain(&Message::SeccompFd { fd: 9 }).unwrap();
+        assert_eq!(a.expect("SeccompFd").unwrap(), Message::SeccompFd { fd: 9 });
+        a.send(&Message::HooksDone).unwrap();
+        let e = b.read_plain("SeccompFdDone").unwrap_err().to_string();
+        assert!(e.contains("expected SeccompFdDone, got HooksDone"), "{e}");
+        a.send(&Message::SeccompFdDone).unwrap();
+        assert_eq!(
+            b.read_plain("SeccompFdDone").unwrap(),
+            Message::SeccompFdDone
+        );
+        drop(a);
+        assert!(b
+            .read_plain("SeccompFdDone")
+            .unwrap_err()
+            .to_string()
+            .contains("channel closed"));
     }
 }
