@@ -640,13 +640,19 @@ fn notify_hands_the_listener_to_the_agent_which_answers_mkdir() {
     check_init_state(&got[0], &id, &b);
     env.assert_clean(&id);
 
-    // Then warden-runc, with noNewPrivileges (the filter is loaded last) and without it
-    // (loaded before the capabilities go).
-    for nnp in [true, false] {
+    // Then warden-runc, with noNewPrivileges (the filter is loaded last), without it
+    // (loaded before the capabilities go), and with the notify flag WAIT_KILLABLE_RECV.
+    for (n, (nnp, killable)) in [(true, false), (false, false), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
         let id = env.new_id();
         let b = env.bundle(&id, |s| {
             edit(s);
             s["process"]["noNewPrivileges"] = nnp.into();
+            if killable {
+                s["linux"]["seccomp"]["flags"] = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+            }
         });
         let out = env.runc(&["run", "-b", b.to_str().unwrap(), &id]);
         assert_eq!(out.code, 0, "nnp {nnp}: {}", out.describe());
@@ -658,7 +664,7 @@ fn notify_hands_the_listener_to_the_agent_which_answers_mkdir() {
             out.describe()
         );
         let got = agent.received();
-        assert_eq!(got.len(), 2 + usize::from(!nnp), "{got:?}");
+        assert_eq!(got.len(), 2 + n, "{got:?}");
         check_init_state(got.last().unwrap(), &id, &b);
         env.assert_clean(&id);
     }
