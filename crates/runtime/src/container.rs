@@ -356,6 +356,15 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 hooks::run(spec.hooks().as_ref(), Kind::CreateRuntime, &s)?;
                 parent_ch.send(&channel::Message::HooksDone)?;
             }
+            Ok(channel::Message::SeccompFd { fd }) => {
+                crate::security::seccomp::forward(
+                    seccomp.as_ref(),
+                    pid.as_raw(),
+                    fd,
+                    st.oci(Status::Creating),
+                )?;
+                parent_ch.send(&channel::Message::SeccompFdDone)?;
+            }
             Ok(channel::Message::Ready) => break,
             Ok(channel::Message::Error(e)) => return Err(Error::Init(e)),
             Ok(other) => return Err(Error::Sync(format!("unexpected message {other:?}"))),
@@ -751,6 +760,7 @@ impl Container {
             seccomp: seccomp.as_ref(),
             personality: self.state.personality.as_ref(),
             join_last: paused,
+            state: self.oci_state(),
         })?;
         if let (Some(path), Some(master)) = (&opts.console_socket, &spawned.console) {
             crate::console::send_to_socket(path, master.as_fd())?;

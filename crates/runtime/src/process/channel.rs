@@ -18,6 +18,15 @@
 //! message and undoes the create. If the socket closes without a message, the init died. The
 //! init may also send `Warning(message)` at any point (something the config asks for that it
 //! skipped, as runc does); the parent logs it and reads on.
+//!
+//! A seccomp filter with notify rules (see `security::seccomp`), once loaded by the init or
+//! an exec'd process, adds to the conversation wherever the load happens:
+//!
+//! ```text
+//!                 ◄──────────────────────────── SeccompFd{fd}   (write(2): the fd's number)
+//!   pidfd_getfd, send it to listenerPath
+//!   SeccompFdDone ────────────────────────────► (read(2)) closes its fd, goes on
+//! ```
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
@@ -42,6 +51,11 @@ pub enum Message {
     Error(String),
     /// Init → parent: what was skipped; logged by `recv`, never returned.
     Warning(String),
+    /// Process → parent: its seccomp filter is loaded; `fd` is the number of its listener
+    /// fd, which the parent copies (pidfd_getfd) and hands to the seccomp agent.
+    SeccompFd { fd: i32 },
+    /// Parent → process: the agent has the listener fd.
+    SeccompFdDone,
 }
 
 impl Message {
@@ -54,6 +68,8 @@ impl Message {
             Message::Ready => "Ready",
             Message::Error(_) => "Error",
             Message::Warning(_) => "Warning",
+            Message::SeccompFd { .. } => "SeccompFd",
+            Message::SeccompFdDone => "SeccompFdDone",
         }
     }
 }
@@ -88,6 +104,33 @@ impl Channel {
         socket::send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL)
             .map_err(|e| Error::Sync(format!("send {}: {e}", msg.name())))?;
         Ok(())
+    }
+
+    /// Sends with a plain write(2), for a process under a seccomp filter: the one syscall a
+    /// notify rule may not take (see `security::seccomp`).
+    pub fn write_plain(&self, msg: &Message) -> Result<()> {
+        let data = serde_json::to_vec(msg).expect("message serializes");
+        nix::unistd::write(&self.fd, &data)
+            .map_err(|e| Error::Sync(format!("write {}: {e}", msg.name())))?;
+        Ok(())
+    }
+
+    /// Waits for `want` with a plain read(2) (see `write_plain`).
+    pub fn read_plain(&self, want: &'static str) -> Result<Message> {
+        let mut buf = [0u8; 256];
+        let n = loop {
+            match nix::unistd::read(&self.fd, &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::Sync(format!("read: {e}"))),
+                Ok(0) => return Err(Error::Sync("channel closed".into())),
+                Ok(n) => break n,
+            }
+        };
+        match serde_json::from_slice::<Message>(&buf[..n]) {
+            Ok(m) if m.name() == want => Ok(m),
+            Ok(m) => Err(Error::Sync(format!("expected {want}, got {}", m.name()))),
+            Err(e) => Err(Error::Sync(format!("bad message: {e}"))),
+        }
     }
 
     /// Sends a message with an fd attached.
@@ -202,5 +245,24 @@ mod tests {
         assert_eq!(target, std::path::PathBuf::from("/dev/null"));
         drop(b);
         assert!(a.recv().unwrap_err().to_string().contains("channel closed"));
+
+        // The plain write(2)/read(2) pair a process under a notify filter uses.
+        let (a, b) = pair().unwrap();
+        b.write_plain(&Message::SeccompFd { fd: 9 }).unwrap();
+        assert_eq!(a.expect("SeccompFd").unwrap(), Message::SeccompFd { fd: 9 });
+        a.send(&Message::HooksDone).unwrap();
+        let e = b.read_plain("SeccompFdDone").unwrap_err().to_string();
+        assert!(e.contains("expected SeccompFdDone, got HooksDone"), "{e}");
+        a.send(&Message::SeccompFdDone).unwrap();
+        assert_eq!(
+            b.read_plain("SeccompFdDone").unwrap(),
+            Message::SeccompFdDone
+        );
+        drop(a);
+        assert!(b
+            .read_plain("SeccompFdDone")
+            .unwrap_err()
+            .to_string()
+            .contains("channel closed"));
     }
 }

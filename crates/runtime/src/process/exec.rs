@@ -79,6 +79,8 @@ pub struct ExecArgs<'a> {
     pub personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     /// The cgroup is frozen: join it last and do not wait for the exec (see the module doc).
     pub join_last: bool,
+    /// The container's state document, for a seccomp agent (notify rules).
+    pub state: serde_json::Value,
 }
 
 /// The started process: its pid (our child) and its terminal's master if it has one.
@@ -144,6 +146,11 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
     loop {
         match parent_ch.recv() {
             Ok(Message::Console) => console = parent_ch.take_fd(),
+            Ok(Message::SeccompFd { fd }) => {
+                crate::security::seccomp::forward(a.seccomp, pid.as_raw(), fd, a.state.clone())
+                    .map_err(undo)?;
+                parent_ch.send(&Message::SeccompFdDone).map_err(undo)?;
+            }
             Ok(Message::Ready) if a.join_last => {
                 go_on(true)?;
                 break;
@@ -225,10 +232,18 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
         super::attrs::set_personality(p)?;
     }
     init::prepare_exec(3 + a.preserve_fds)?;
+    // Into a frozen cgroup, a notify filter is loaded before the join: the parent must still
+    // be there to hand its listener fd to the agent.
+    let notify_early = a.join_last && a.seccomp.is_some_and(|f| f.listener().is_some());
+    if notify_early {
+        init::load_seccomp_last(process, a.seccomp, ch)?;
+    }
     if a.join_last {
         ch.send(&Message::Ready)?;
         ch.expect("Continue")?;
     }
-    init::load_seccomp_last(process, a.seccomp)?;
+    if !notify_early {
+        init::load_seccomp_last(process, a.seccomp, ch)?;
+    }
     init::exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
 }

@@ -136,6 +136,15 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     }
     drop_privileges(process, in_user_ns, a.seccomp, &a.channel)?;
     prepare_exec(3 + a.preserve_fds)?;
+    // A notify filter is loaded while `create` still listens: it must hand the listener fd
+    // to the agent (runc loads it here too). It then also covers the exec fifo and the
+    // startContainer hooks.
+    let notify_now = a
+        .seccomp
+        .filter(|f| f.listener().is_some() && process.no_new_privileges().unwrap_or(false));
+    if let Some(filter) = notify_now {
+        load_seccomp(filter, &a.channel)?;
+    }
 
     a.channel.send(&Message::Ready)?;
     // Held open (close-on-exec) until the exec, so `start` sees EOF only once the
@@ -145,7 +154,9 @@ fn init(a: &InitArgs) -> Result<Infallible> {
     state["status"] = "created".into();
     hooks::run(spec_hooks, Kind::StartContainer, &state)?;
 
-    load_seccomp_last(process, a.seccomp)?;
+    if notify_now.is_none() {
+        load_seccomp_last(process, a.seccomp, &a.channel)?;
+    }
     exec(&exe, process.args().as_deref().unwrap_or_default(), &env)
 }
 
@@ -184,7 +195,7 @@ pub fn drop_privileges(
         crate::security::apparmor::apply_on_exec(profile)?;
     }
     if let Some(filter) = seccomp.filter(|_| !process.no_new_privileges().unwrap_or(false)) {
-        filter.load()?;
+        load_seccomp(filter, channel)?;
     }
     let caps = process.capabilities().as_ref();
     crate::security::caps::drop_bounding(caps)?;
@@ -203,11 +214,34 @@ pub fn drop_privileges(
 /// Loads the seccomp filter of a process with no_new_privs (`drop_privileges` loaded it
 /// otherwise): the last step before exec, so the profile need not allow the runtime's own
 /// setup syscalls.
-pub fn load_seccomp_last(process: &Process, seccomp: Option<&Filter>) -> Result<()> {
+pub fn load_seccomp_last(
+    process: &Process,
+    seccomp: Option<&Filter>,
+    channel: &Channel,
+) -> Result<()> {
     match seccomp {
-        Some(filter) if process.no_new_privileges().unwrap_or(false) => filter.load(),
+        Some(filter) if process.no_new_privileges().unwrap_or(false) => {
+            load_seccomp(filter, channel)
+        }
         _ => Ok(()),
     }
+}
+
+/// Loads `filter`. A notify filter's listener fd goes to the runtime, which hands it to the
+/// seccomp agent: its number with write(2), the answer with read(2), then close(2), the
+/// only syscalls made under the filter before we go on (runc makes the same ones; a notify
+/// rule for `write` is refused at compile time, one for `read` or `close` waits for an
+/// agent that by then has the fd).
+fn load_seccomp(filter: &Filter, channel: &Channel) -> Result<()> {
+    let Some(fd) = filter.load()? else {
+        return Ok(());
+    };
+    channel.write_plain(&Message::SeccompFd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+    })?;
+    channel.read_plain("SeccompFdDone")?;
+    drop(fd);
+    Ok(())
 }
 
 /// Gives the process the signal state it expects (no signal ignored, whatever the caller

@@ -12,9 +12,20 @@
 //! action is skipped (libseccomp refuses those); the filter never sets no_new_privs itself
 //! (the process's `noNewPrivileges` decides, and without it the load needs CAP_SYS_ADMIN,
 //! so the caller loads it before dropping capabilities).
+//!
+//! `SCMP_ACT_NOTIFY` (seccomp user notification): the filter is loaded with
+//! SECCOMP_FILTER_FLAG_NEW_LISTENER, which gives the loading process a listener fd. The
+//! container's process tells the runtime its number with a plain write(2) on the sync
+//! channel, the runtime copies it with pidfd_getfd(2) and sends it (SCM_RIGHTS) with the
+//! runtime spec's container process state to the unix socket at `listenerPath`, then lets
+//! the process go on (`forward`). As runc: notify cannot be the default action nor apply to
+//! `write` (the runtime's own write after the load would wait for an agent that has no fd
+//! yet), and a profile with notify rules needs `listenerPath`.
 
 use std::io::{Read, Seek};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -26,7 +37,7 @@ use oci_spec::runtime::{
 
 use crate::error::{Error, Result};
 
-/// Actions a profile may use (runc's names; SCMP_ACT_NOTIFY is refused).
+/// Actions a profile may use (runc's names).
 pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_ALLOW",
     "SCMP_ACT_ERRNO",
@@ -34,6 +45,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -85,12 +97,26 @@ pub const KNOWN_FLAGS: &[&str] = &[
 const MAX_INSTRUCTIONS: usize = 4096;
 /// Linux syscalls have at most six arguments.
 const MAX_ARGS: usize = 6;
+/// How long the runtime waits on a seccomp agent's socket (a full accept backlog, a full
+/// socket buffer) before it gives up.
+const LISTENER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The runtime spec's name of the listener fd in the container process state.
+pub const SECCOMP_FD_NAME: &str = "seccompFd";
 
 /// A compiled filter, ready to load.
 pub struct Filter {
     program: Vec<libc::sock_filter>,
     /// SECCOMP_FILTER_FLAG_* for seccomp(2).
     flags: libc::c_ulong,
+    /// Where the listener fd goes: set when the profile has SCMP_ACT_NOTIFY rules.
+    listener: Option<Listener>,
+}
+
+/// `listenerPath` and `listenerMetadata` of a profile with notify rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub path: PathBuf,
+    pub metadata: Option<String>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -98,6 +124,7 @@ impl std::fmt::Debug for Filter {
         f.debug_struct("Filter")
             .field("instructions", &self.program.len())
             .field("flags", &self.flags)
+            .field("listener", &self.listener)
             .finish()
     }
 }
@@ -112,9 +139,15 @@ impl Filter {
         self.program.is_empty()
     }
 
+    /// The seccomp agent's socket, when the filter has notify rules.
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
+    }
+
     /// Installs the filter on the calling thread (our processes are single-threaded when they
-    /// load it). Needs no_new_privs or CAP_SYS_ADMIN; survives exec.
-    pub fn load(&self) -> Result<()> {
+    /// load it). Needs no_new_privs or CAP_SYS_ADMIN; survives exec. A filter with notify
+    /// rules returns its listener fd (close-on-exec).
+    pub fn load(&self) -> Result<Option<OwnedFd>> {
         let prog = libc::sock_fprog {
             len: self.program.len() as libc::c_ushort,
             filter: self.program.as_ptr().cast_mut(),
@@ -128,8 +161,12 @@ impl Filter {
                 &prog as *const libc::sock_fprog,
             )
         };
-        if r == 0 {
-            return Ok(());
+        if r >= 0 {
+            if self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+                return Ok(None);
+            }
+            // SAFETY: with NEW_LISTENER the kernel returns a new fd that nothing else owns.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(r as i32) }));
         }
         let errno = nix::errno::Errno::last();
         if errno == nix::errno::Errno::ENOSYS && self.flags == 0 {
@@ -143,7 +180,7 @@ impl Filter {
                 )
             };
             if r == 0 {
-                return Ok(());
+                return Ok(None);
             }
             return Err(Error::sys(
                 "prctl(PR_SET_SECCOMP)",
@@ -156,8 +193,16 @@ impl Filter {
 
 /// Compiles the profile. Errors name the syscall, action, operator, architecture or flag.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(err(
+            "defaultAction: SCMP_ACT_NOTIFY cannot be the default action (the runtime's own \
+             write(2) after loading the filter would wait on the agent), as with runc",
+        ));
+    }
     let default = action(profile.default_action(), profile.default_errno_ret())
         .map_err(|e| err(format!("defaultAction: {e}")))?;
+    let syscalls = profile.syscalls().as_deref().unwrap_or_default();
+    let listener = listener(profile, syscalls)?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err(format!("init: {e}")))?;
     // The process's noNewPrivileges decides, never the filter.
     ctx.set_ctl_nnp(false)
@@ -175,6 +220,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     }
 
     let mut flags: libc::c_ulong = 0;
+    if listener.is_some() {
+        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    }
     for flag in profile.flags().iter().flatten() {
         flags |= match flag {
             // runc too: our processes are single-threaded when they load the filter.
@@ -183,17 +231,26 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
             }
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if listener.is_none() => {
+                // The kernel refuses it without a listener.
                 return Err(err(
-                    "flag SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV applies to seccomp notify, \
-                     which is not supported",
-                ))
+                    "flag SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs SCMP_ACT_NOTIFY rules",
+                ));
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
             }
         };
+    }
+    if listener.is_some() && !kernel_takes_flag(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+        return Err(err(
+            "SCMP_ACT_NOTIFY: this kernel has no seccomp user notification (Linux >= 5.0)",
+        ));
     }
     if let Some(f) = [
         libc::SECCOMP_FILTER_FLAG_LOG,
         libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+        libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
     ]
     .into_iter()
     .find(|f| flags & f != 0 && !kernel_takes_flag(*f))
@@ -204,7 +261,6 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         )));
     }
 
-    let syscalls = profile.syscalls().as_deref().unwrap_or_default();
     if syscalls.len() > 32 {
         // A binary tree instead of a linear list of syscalls (libseccomp >= 2.5).
         if let Err(e) = ctx.set_ctl_optimize(2) {
@@ -222,7 +278,170 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
             program.len()
         )));
     }
-    Ok(Filter { program, flags })
+    Ok(Filter {
+        program,
+        flags,
+        listener,
+    })
+}
+
+/// The listener of a profile with notify rules; errors for what runc refuses too.
+fn listener(profile: &LinuxSeccomp, syscalls: &[LinuxSyscall]) -> Result<Option<Listener>> {
+    let notify: Vec<&LinuxSyscall> = syscalls
+        .iter()
+        .filter(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
+        .collect();
+    if notify.is_empty() {
+        // runc too: listenerPath is ignored without notify rules.
+        return Ok(None);
+    }
+    if notify
+        .iter()
+        .any(|r| r.names().iter().any(|n| n == "write"))
+    {
+        return Err(err(
+            "syscall \"write\": SCMP_ACT_NOTIFY cannot be used for write (the runtime's own \
+             write(2) after loading the filter would wait on the agent), as with runc",
+        ));
+    }
+    let path = profile
+        .listener_path()
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| {
+            err(format!(
+                "SCMP_ACT_NOTIFY (syscall {:?}) needs linux.seccomp.listenerPath, the unix \
+                 socket of the seccomp agent",
+                notify[0].names().first().map(String::as_str).unwrap_or("")
+            ))
+        })?;
+    Ok(Some(Listener {
+        path,
+        metadata: profile.listener_metadata().clone(),
+    }))
+}
+
+/// Copies fd number `fd` of process `pid` into ours (pidfd_getfd(2), Linux >= 5.6): how the
+/// runtime takes a listener fd from the container's process, as runc does.
+pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(Error::sys(
+            format!("pidfd_open({pid})"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: pidfd_getfd takes a pidfd, an fd number of that process and flags.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if r < 0 {
+        return Err(Error::sys(
+            format!("pidfd_getfd(pid {pid}, fd {fd})"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: a new fd (close-on-exec) nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// The runtime's half of a notify filter's load: process `pid` (our child) reported its
+/// listener fd number `fd`; copy it and hand it to the agent with the container process
+/// state (`state`: the container's state document).
+pub fn forward(filter: Option<&Filter>, pid: i32, fd: i32, state: serde_json::Value) -> Result<()> {
+    let listener = filter.and_then(Filter::listener).ok_or_else(|| {
+        Error::Sync("a seccomp listener fd from a process whose filter has no notify rules".into())
+    })?;
+    let copy = take_fd(pid, fd)?;
+    send_to_listener(
+        listener,
+        std::os::fd::AsFd::as_fd(&copy),
+        &process_state(listener, pid, state),
+    )
+}
+
+/// The runtime spec's container process state: `pid` is the process the filter is on, as
+/// the runtime sees it; `state` the container's state document.
+pub fn process_state(listener: &Listener, pid: i32, state: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ociVersion": state["ociVersion"].clone(),
+        "fds": [SECCOMP_FD_NAME],
+        "pid": pid,
+        "state": state,
+    });
+    if let Some(m) = listener.metadata.as_deref().filter(|m| !m.is_empty()) {
+        v["metadata"] = m.into();
+    }
+    v
+}
+
+/// Sends the listener fd and `process_state` to the agent's socket: one connection, one
+/// message, then closed (runtime spec). Bounded by `LISTENER_TIMEOUT`; errors name the path.
+pub fn send_to_listener(
+    listener: &Listener,
+    fd: BorrowedFd<'_>,
+    process_state: &serde_json::Value,
+) -> Result<()> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    let path = &listener.path;
+    let fail = |what: &str, e: nix::errno::Errno| {
+        err(format!(
+            "listenerPath {}: {what}: {}",
+            path.display(),
+            e.desc()
+        ))
+    };
+    let sock = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail("socket", e))?;
+    let timeout = nix::sys::time::TimeVal::new(LISTENER_TIMEOUT.as_secs() as i64, 0);
+    socket::setsockopt(&sock, sockopt::SendTimeout, &timeout)
+        .map_err(|e| fail("set send timeout", e))?;
+    let addr = UnixAddr::new(path.as_path()).map_err(|e| fail("socket address", e))?;
+    socket::connect(sock.as_raw_fd(), &addr).map_err(|e| match e {
+        nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS => fail(
+            &format!(
+                "connect: no agent accepted within {}s",
+                LISTENER_TIMEOUT.as_secs()
+            ),
+            e,
+        ),
+        e => fail("connect to the seccomp agent", e),
+    })?;
+    let data = serde_json::to_vec(process_state).expect("state serializes");
+    send_with_fd(sock.as_raw_fd(), fd, &data).map_err(|e| fail("send the listener fd", e))
+}
+
+/// All of `data` with `fd` attached to the first sendmsg (runtime spec).
+fn send_with_fd(
+    sock: std::os::fd::RawFd,
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+) -> std::result::Result<(), nix::errno::Errno> {
+    use nix::sys::socket::{self, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let mut sent = 0;
+    while sent < data.len() {
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if sent == 0 { &cmsg } else { &[] };
+        match socket::sendmsg::<()>(
+            sock,
+            &[std::io::IoSlice::new(&data[sent..])],
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The libseccomp version this runtime runs with, "major.minor.micro".
@@ -232,12 +451,14 @@ pub fn library_version() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The flags of `KNOWN_FLAGS` a profile may use on this kernel.
+/// The flags of `KNOWN_FLAGS` a profile may use on this kernel
+/// (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV with notify rules only).
 pub fn supported_flags() -> Vec<&'static str> {
     let mut out = vec!["SECCOMP_FILTER_FLAG_TSYNC"];
     for f in [
         libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
         libc::SECCOMP_FILTER_FLAG_LOG,
+        libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
     ] {
         if kernel_takes_flag(f) {
             out.push(flag_name(f));
@@ -327,9 +548,7 @@ fn action(
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(ret(libc::EPERM)? as u16),
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err("SCMP_ACT_NOTIFY: seccomp notify is not supported".into())
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -429,12 +648,18 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
 /// Whether the kernel knows a filter flag: with a null program it fails with EFAULT when it
 /// does, EINVAL when it does not (libseccomp probes the same way).
 fn kernel_takes_flag(flag: libc::c_ulong) -> bool {
+    // The kernel takes WAIT_KILLABLE_RECV only along with NEW_LISTENER.
+    let flags = if flag == libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV {
+        flag | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        flag
+    };
     // SAFETY: a null program is never dereferenced: the kernel checks the flags first.
     let r = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            flag,
+            flags,
             std::ptr::null::<libc::sock_fprog>(),
         )
     };
@@ -445,6 +670,7 @@ fn flag_name(flag: libc::c_ulong) -> &'static str {
     match flag {
         libc::SECCOMP_FILTER_FLAG_LOG => "SECCOMP_FILTER_FLAG_LOG",
         libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW => "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV => "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
         _ => "SECCOMP_FILTER_FLAG_?",
     }
 }
@@ -507,11 +733,23 @@ mod tests {
             (
                 serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
                     {"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}),
-                "syscall \"read\": SCMP_ACT_NOTIFY: seccomp notify is not supported",
+                "SCMP_ACT_NOTIFY (syscall \"read\") needs linux.seccomp.listenerPath",
             ),
             (
-                serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}),
-                "defaultAction: SCMP_ACT_NOTIFY: seccomp notify is not supported",
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+                "SCMP_ACT_NOTIFY (syscall \"mkdir\") needs linux.seccomp.listenerPath",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY",
+                    "listenerPath": "/run/agent.sock"}),
+                "defaultAction: SCMP_ACT_NOTIFY cannot be the default action",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": "/run/agent.sock", "syscalls": [
+                    {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+                "syscall \"write\": SCMP_ACT_NOTIFY cannot be used for write",
             ),
             (
                 serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
@@ -532,7 +770,7 @@ mod tests {
             (
                 serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
                     "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}),
-                "seccomp notify, which is not supported",
+                "flag SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs SCMP_ACT_NOTIFY rules",
             ),
         ];
         for (p, want) in cases {
@@ -540,6 +778,73 @@ mod tests {
             assert!(e.starts_with("seccomp: "), "{e}");
             assert!(e.contains(want), "{p}: {e:?} should contain {want:?}");
         }
+    }
+
+    #[test]
+    fn notify_rules_ask_for_a_listener() {
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "MKDIR=fake",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["read", "close"], "action": "SCMP_ACT_NOTIFY"}
+            ]
+        })))
+        .unwrap();
+        let want = Listener {
+            path: "/run/agent.sock".into(),
+            metadata: Some("MKDIR=fake".into()),
+        };
+        assert_eq!(f.listener(), Some(&want));
+        assert_ne!(f.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER, 0);
+        assert_ne!(f.flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, 0);
+
+        // Without notify rules the listener is ignored (runc too) and no fd is asked for.
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        })))
+        .unwrap();
+        assert_eq!(f.listener(), None);
+        assert_eq!(f.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER, 0);
+
+        let state = serde_json::json!({"ociVersion": "1.2.1", "id": "c1", "status": "creating",
+            "pid": 42, "bundle": "/b"});
+        let ps = process_state(&want, 42, state.clone());
+        assert_eq!(
+            ps,
+            serde_json::json!({"ociVersion": "1.2.1", "fds": ["seccompFd"], "pid": 42,
+                "metadata": "MKDIR=fake", "state": state})
+        );
+        let bare = Listener {
+            metadata: None,
+            ..want
+        };
+        assert!(process_state(&bare, 7, state).get("metadata").is_none());
+    }
+
+    #[test]
+    fn an_absent_listener_is_an_error_naming_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nobody.sock");
+        let l = Listener {
+            path: path.clone(),
+            metadata: None,
+        };
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let e = send_to_listener(&l, std::os::fd::AsFd::as_fd(&null), &serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "seccomp: listenerPath {}: connect to the seccomp agent: No such file or directory",
+                path.display()
+            )
+        );
     }
 
     #[test]
