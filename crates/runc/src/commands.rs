@@ -94,6 +94,8 @@ fn create_options(root: &Path, args: &CreateArgs, detach: bool) -> Result<Create
         preserve_fds: args.preserve_fds,
         console_socket: args.console_socket.clone(),
         detach,
+        // Each warden-runc call compiles the profile (exec then reads create's program).
+        seccomp_cache: None,
     })
 }
 

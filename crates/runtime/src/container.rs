@@ -43,7 +43,13 @@ pub struct CreateOptions {
     /// The caller will not stay attached (`create`, `run -d`): a terminal then needs a
     /// console socket.
     pub detach: bool,
+    /// A dir of compiled seccomp programs shared by many creates with the same profile (see
+    /// `seccomp::compile_cached`); wardend gives one, warden-runc none.
+    pub seccomp_cache: Option<PathBuf>,
 }
+
+/// The compiled seccomp program in a container's state dir, for its execs.
+const SECCOMP_PROGRAM: &str = "seccomp.bpf";
 
 /// What `exec` runs and how.
 #[derive(Debug, Clone)]
@@ -201,7 +207,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let seccomp_profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let seccomp = seccomp_profile
         .as_ref()
-        .map(crate::security::seccomp::compile)
+        .map(|p| {
+            let cached = opts
+                .seccomp_cache
+                .as_ref()
+                .map(|d| d.join(crate::security::seccomp::cache_name(p)));
+            crate::security::seccomp::compile_cached(p, cached.as_deref())
+        })
         .transpose()?;
 
     state::ensure_root(&opts.root)?;
@@ -212,6 +224,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             return Err(Error::Exists(opts.id.clone()))
         }
         Err(e) => return Err(Error::io("mkdir", dir, e)),
+    }
+    if let (Some(filter), Some(profile)) = (&seccomp, &seccomp_profile) {
+        filter.save(profile, &dir.join(SECCOMP_PROGRAM));
     }
     let mut undo = Undo {
         dir: Some(dir.clone()),
@@ -737,12 +752,16 @@ impl Container {
                 "cannot use console socket if runc will not detach or allocate tty".into(),
             ));
         }
-        // The container's profile applies to every process in it, as with runc.
+        // The container's profile applies to every process in it, as with runc; compiled
+        // once, by create, which left the program in the state dir.
         let seccomp = self
             .state
             .seccomp
             .as_ref()
-            .map(crate::security::seccomp::compile)
+            .map(|p| {
+                let file = State::dir(&self.root, &self.state.id).join(SECCOMP_PROGRAM);
+                crate::security::seccomp::compile_cached(p, Some(&file))
+            })
             .transpose()?;
         let paused = self.status() == Status::Paused;
         let cg = self.cgroup()?;

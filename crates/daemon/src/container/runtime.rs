@@ -1,6 +1,7 @@
 //! Starting a container's init with our runtime library, which must run single-threaded
 //! (it clones without exec): the daemon re-executes its own binary as
-//! `wardend __warden_create <runtime root> <id> <bundle>` (before any thread starts), which
+//! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache>` (before any thread
+//! starts; the cache is the dir of compiled seccomp programs the daemon made at start), which
 //! creates and starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
 //! descriptor that the init does not inherit. The init's stdio is /dev/null.
 //!
@@ -24,8 +25,8 @@ pub fn main_if_create() -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(CREATE_ARG) {
         return None;
     }
-    let [_, _, root, id, bundle] = &args[..] else {
-        eprintln!("usage: wardend {CREATE_ARG} ROOT ID BUNDLE");
+    let [_, _, root, id, bundle, seccomp_cache] = &args[..] else {
+        eprintln!("usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE");
         return Some(2);
     };
     // The result goes to a private copy of stdout; 0-2 become /dev/null for the init.
@@ -52,7 +53,12 @@ pub fn main_if_create() -> Option<i32> {
         // SAFETY: `null` is ours and no longer needed.
         unsafe { libc::close(null) };
     }
-    let result = create_and_start(Path::new(root), id, Path::new(bundle));
+    let result = create_and_start(
+        Path::new(root),
+        id,
+        Path::new(bundle),
+        Path::new(seccomp_cache),
+    );
     let (doc, code) = match result {
         Ok(pid) => (serde_json::json!({ "pid": pid }), 0),
         Err(e) => (serde_json::json!({ "error": e }), 1),
@@ -61,12 +67,18 @@ pub fn main_if_create() -> Option<i32> {
     Some(code)
 }
 
-fn create_and_start(root: &Path, id: &str, bundle: &Path) -> Result<i32, String> {
+fn create_and_start(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    seccomp_cache: &Path,
+) -> Result<i32, String> {
     let created = warden_runtime::create(&CreateOptions {
         id: id.to_string(),
         bundle: bundle.to_path_buf(),
         root: root.to_path_buf(),
         detach: true,
+        seccomp_cache: Some(seccomp_cache.to_path_buf()),
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
@@ -83,12 +95,19 @@ fn create_and_start(root: &Path, id: &str, bundle: &Path) -> Result<i32, String>
 }
 
 /// Runs the create helper; returns the init's pid.
-pub async fn create(exe: &Path, root: &Path, id: &str, bundle: &Path) -> Result<i32, Error> {
+pub async fn create(
+    exe: &Path,
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    seccomp_cache: &Path,
+) -> Result<i32, Error> {
     let out = tokio::process::Command::new(exe)
         .arg(CREATE_ARG)
         .arg(root)
         .arg(id)
         .arg(bundle)
+        .arg(seccomp_cache)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -10,14 +10,20 @@
 //! open_by_handle_at) fail with EPERM; a syscall it does not name fails with ENOSYS, so a
 //! program probing a newer syscall (clone3) falls back to the old one.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::config::SeccompProfile;
 
 const BUILT_IN: &str = include_str!("seccomp.json");
 
-/// The `linux.seccomp` object for every container's bundle, or `None` when unconfined.
-pub fn load(choice: &SeccompProfile) -> Result<Option<Value>, String> {
+/// The `linux.seccomp` object for every container's bundle, or `None` when unconfined. The
+/// compiled program goes into `cache` (a dir emptied here), where every create takes it
+/// instead of compiling the profile again.
+pub fn load(choice: &SeccompProfile, cache: &Path) -> Result<Option<Value>, String> {
+    let _ = std::fs::remove_dir_all(cache);
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     let (text, what) = match choice {
         SeccompProfile::Unconfined => return Ok(None),
         SeccompProfile::Default => (BUILT_IN.to_string(), "the built-in profile".to_string()),
@@ -29,13 +35,20 @@ pub fn load(choice: &SeccompProfile) -> Result<Option<Value>, String> {
     let value: Value = serde_json::from_str(&text).map_err(|e| format!("{what}: {e}"))?;
     let profile: oci_spec::runtime::LinuxSeccomp =
         serde_json::from_value(value.clone()).map_err(|e| format!("{what}: {e}"))?;
-    warden_runtime::security::seccomp::compile(&profile).map_err(|e| format!("{what}: {e}"))?;
+    let file = cache.join(warden_runtime::security::seccomp::cache_name(&profile));
+    warden_runtime::security::seccomp::compile_cached(&profile, Some(&file))
+        .map_err(|e| format!("{what}: {e}"))?;
     Ok(Some(value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache dir that lives as long as the test process (leaked on purpose: tiny, in /tmp).
+    fn cache() -> std::path::PathBuf {
+        tempfile::tempdir().unwrap().keep()
+    }
 
     fn rule_action(profile: &Value, name: &str) -> Option<(String, Option<u64>)> {
         profile["syscalls"].as_array()?.iter().find_map(|r| {
@@ -50,7 +63,7 @@ mod tests {
 
     #[test]
     fn the_built_in_profile_compiles_and_denies_the_dangerous_syscalls() {
-        let p = load(&SeccompProfile::Default).unwrap().unwrap();
+        let p = load(&SeccompProfile::Default, &cache()).unwrap().unwrap();
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(p["defaultErrnoRet"], 38, "unknown syscalls: ENOSYS");
         for name in [
@@ -101,17 +114,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.json");
         std::fs::write(&f, "{not json").unwrap();
-        let e = load(&SeccompProfile::File(f.clone())).unwrap_err();
+        let e = load(&SeccompProfile::File(f.clone()), &dir.path().join("c")).unwrap_err();
         assert!(e.starts_with(&f.display().to_string()), "{e}");
         std::fs::write(
             &f,
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_BOGUS"}]}"#,
         )
         .unwrap();
-        assert!(load(&SeccompProfile::File(f.clone())).is_err());
+        assert!(load(&SeccompProfile::File(f.clone()), &dir.path().join("c")).is_err());
         let missing = dir.path().join("missing.json");
-        let e = load(&SeccompProfile::File(missing.clone())).unwrap_err();
+        let e = load(
+            &SeccompProfile::File(missing.clone()),
+            &dir.path().join("c"),
+        )
+        .unwrap_err();
         assert!(e.contains("missing.json"), "{e}");
-        assert_eq!(load(&SeccompProfile::Unconfined).unwrap(), None);
+        assert_eq!(
+            load(&SeccompProfile::Unconfined, &dir.path().join("c")).unwrap(),
+            None
+        );
     }
 }

@@ -233,7 +233,14 @@ impl Manager {
         bundle::write(&c.dir, &config)?;
         steps.mark("bundle");
         fail_point("bundle")?;
-        runtime::create(&self.exe, &c.runtime_root(), &c.id, &c.dir).await?;
+        runtime::create(
+            &self.exe,
+            &c.runtime_root(),
+            &c.id,
+            &c.dir,
+            &self.seccomp_cache,
+        )
+        .await?;
         steps.mark("init");
         fail_point("init")?;
         Ok(())

@@ -174,6 +174,8 @@ pub struct Manager {
     /// Every container's `linux.seccomp` (`server.container_seccomp_profile`), compiled
     /// once at start; `None` when unconfined.
     seccomp: Option<serde_json::Value>,
+    /// Where that profile's compiled program is, for the create helper (`<depot>/.seccomp`).
+    seccomp_cache: PathBuf,
     /// The disk quota backend of the depot (chosen at start).
     disks: Arc<Disks>,
     /// Lets timers and background stops reach the manager.
@@ -207,8 +209,10 @@ impl Manager {
                 }
             }
         }
-        let seccomp = crate::container::seccomp::load(&config.server.seccomp_profile)
-            .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
+        let seccomp_cache = depot.join(".seccomp");
+        let seccomp =
+            crate::container::seccomp::load(&config.server.seccomp_profile, &seccomp_cache)
+                .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
         let (table, pool) = (
             config.network.nftables_table.clone(),
             config.network.pool_network,
@@ -250,6 +254,7 @@ impl Manager {
             conns: StdMutex::new(HashMap::new()),
             firewall: Mutex::new(false),
             seccomp,
+            seccomp_cache,
             disks: Arc::new(disks),
             this: this.clone(),
         });

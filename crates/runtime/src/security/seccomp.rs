@@ -24,7 +24,7 @@
 
 use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libseccomp::{
@@ -283,6 +283,110 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         flags,
         listener,
     })
+}
+
+/// `compile`, or the program a file holds for the same profile: compiling a Docker-sized
+/// profile costs libseccomp milliseconds, reading the program back microseconds. The file
+/// (written here after a compile, atomically) holds its key, the profile's JSON with this
+/// runtime's and libseccomp's versions, so a changed profile or an upgraded runtime compiles
+/// again; an unreadable or foreign file is ignored. A file that cannot be written costs only
+/// the next compile.
+pub fn compile_cached(profile: &LinuxSeccomp, file: Option<&Path>) -> Result<Filter> {
+    let Some(file) = file else {
+        return compile(profile);
+    };
+    let key = cache_key(profile);
+    if let Some(program) = std::fs::read(file)
+        .ok()
+        .and_then(|bytes| decode(&bytes, &key))
+    {
+        let syscalls = profile.syscalls().as_deref().unwrap_or_default();
+        let (flags, program) = program;
+        return Ok(Filter {
+            program,
+            flags,
+            listener: listener(profile, syscalls)?,
+        });
+    }
+    let filter = compile(profile)?;
+    filter.save(profile, file);
+    Ok(filter)
+}
+
+impl Filter {
+    /// Writes the program to `file` for [`compile_cached`] (best effort, atomically).
+    pub fn save(&self, profile: &LinuxSeccomp, file: &Path) {
+        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+        if std::fs::write(&tmp, encode(self, &cache_key(profile))).is_err()
+            || std::fs::rename(&tmp, file).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// A cache file's name in a dir of them: the key's FNV-1a hash (the file still holds the
+/// whole key, so a collision only costs a compile).
+pub fn cache_name(profile: &LinuxSeccomp) -> String {
+    let hash = cache_key(profile)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{hash:016x}.bpf")
+}
+
+const CACHE_MAGIC: &[u8; 8] = b"wseccmp1";
+
+fn cache_key(profile: &LinuxSeccomp) -> String {
+    format!(
+        "{} {} {}",
+        env!("CARGO_PKG_VERSION"),
+        library_version(),
+        serde_json::to_string(profile).unwrap_or_default()
+    )
+}
+
+/// magic, key length (u32 LE), key, flags (c_ulong LE), the instructions.
+fn encode(filter: &Filter, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + key.len() + filter.program.len() * 8);
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&filter.flags.to_le_bytes());
+    for i in &filter.program {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.push(i.jt);
+        out.push(i.jf);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8], key: &str) -> Option<(libc::c_ulong, Vec<libc::sock_filter>)> {
+    let rest = bytes.strip_prefix(CACHE_MAGIC)?;
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let rest = &rest[4..];
+    if rest.get(..len)? != key.as_bytes() {
+        return None;
+    }
+    let rest = &rest[len..];
+    const W: usize = std::mem::size_of::<libc::c_ulong>();
+    let flags = libc::c_ulong::from_le_bytes(rest.get(..W)?.try_into().ok()?);
+    let insns = &rest[W..];
+    if insns.is_empty() || insns.len() % 8 != 0 || insns.len() / 8 > MAX_INSTRUCTIONS {
+        return None;
+    }
+    let program = insns
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    Some((flags, program))
 }
 
 /// The listener of a profile with notify rules; errors for what runc refuses too.
@@ -693,6 +797,52 @@ mod tests {
 
     fn profile(v: serde_json::Value) -> LinuxSeccomp {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_cached_program_is_the_compiled_one_and_a_stale_or_broken_file_is_ignored() {
+        let allow_read = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        let allow_more = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write", "openat"], "action": "SCMP_ACT_ALLOW"},
+                         {"names": ["mkdir"], "action": "SCMP_ACT_LOG"}]
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(cache_name(&allow_read));
+        let fresh = compile(&allow_read).unwrap();
+        let first = compile_cached(&allow_read, Some(&file)).unwrap();
+        assert!(file.exists(), "a compile leaves the program in the file");
+        let cached = compile_cached(&allow_read, Some(&file)).unwrap();
+        let insns = |f: &Filter| {
+            f.program
+                .iter()
+                .map(|i| (i.code, i.jt, i.jf, i.k))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(insns(&cached), insns(&fresh));
+        assert_eq!(insns(&first), insns(&fresh));
+        assert_eq!(cached.flags, fresh.flags);
+        // Another profile under the same file name: its key differs, so it is compiled.
+        assert_ne!(cache_name(&allow_read), cache_name(&allow_more));
+        let other = compile_cached(&allow_more, Some(&file)).unwrap();
+        assert_eq!(insns(&other), insns(&compile(&allow_more).unwrap()));
+        assert_ne!(insns(&other), insns(&fresh));
+        // A truncated or foreign file: compiled again, and the file made right.
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(
+            insns(&compile_cached(&allow_more, Some(&file)).unwrap()),
+            insns(&other)
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        std::fs::write(&file, b"garbage").unwrap();
+        assert_eq!(
+            insns(&compile_cached(&allow_more, Some(&file)).unwrap()),
+            insns(&other)
+        );
     }
 
     #[test]
