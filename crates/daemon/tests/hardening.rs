@@ -641,7 +641,9 @@ fn no_host_descriptor_leaks_in_and_the_runtime_binaries_cannot_be_overwritten() 
         let (code, out, err) = run_as(
             &mut c,
             &h,
-            "sleep 5 & p=$!; ls -l /proc/$p/fd > /tmp/fds; kill $p; cat /tmp/fds",
+            // (A file per job: with fs.protected_regular, as systemd sets it, root may not
+            // reopen a file another user made in the sticky /tmp.)
+            "sleep 5 & p=$!; ls -l /proc/$p/fd > /tmp/fds.$$; kill $p; cat /tmp/fds.$$",
             privileged,
         );
         assert_eq!(code, 0, "{who}: {err}");
@@ -663,7 +665,7 @@ fn no_host_descriptor_leaks_in_and_the_runtime_binaries_cannot_be_overwritten() 
     let (code, out, err) = run_as(
         &mut c,
         &h,
-        "ls -l /proc/1/fd > /tmp/fds; cat /tmp/fds",
+        "ls -l /proc/1/fd > /tmp/fds.$$; cat /tmp/fds.$$",
         true,
     );
     assert_eq!(code, 0, "{err}");
