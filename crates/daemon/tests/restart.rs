@@ -177,6 +177,48 @@ fn sigterm_leaves_containers_running_for_the_next_daemon() {
 }
 
 #[test]
+fn a_daemon_killed_during_a_stop_loses_no_container() {
+    // The original deleted the snapshot while a stop ran (up to 10 s with a job ignoring
+    // TERM), so a daemon dying then left a dir with no snapshot, torn down at the next start.
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    spawn(&mut c, &h, "trap '' TERM; while :; do sleep 0.1; done");
+    let stopping = {
+        let (mut c, h) = (w.client(), h.clone());
+        std::thread::spawn(move || {
+            c.stop(StopRequest {
+                handle: h,
+                ..Default::default()
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !stopping.is_finished(),
+        "the stop should still be waiting on the job"
+    );
+    drop(c);
+    w.kill9();
+    assert!(
+        stopping.join().unwrap().is_err(),
+        "the stop's connection died with the daemon"
+    );
+    w.spawn();
+    let mut c = w.client();
+    assert_eq!(
+        c.list().unwrap().handles,
+        vec![h.clone()],
+        "{}",
+        w.log_text()
+    );
+    let info = c.info(InfoRequest { handle: h.clone() }).unwrap();
+    assert_eq!(info.state.as_deref(), Some("stopped"));
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
+#[test]
 fn a_recovered_container_with_a_grace_time_is_reaped() {
     let mut w = Wardend::start("", "");
     let mut c = w.client();
