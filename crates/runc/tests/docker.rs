@@ -348,34 +348,39 @@ fn scenarios(docker: &Docker, rt: &str) {
         ("cpu", "cpu.cfs_quota_us", "50000".to_string()),
         ("pids", "pids.max", "40".to_string()),
     ];
-    let files: Vec<String> = want
-        .iter()
-        .map(|(c, f, _)| format!("/sys/fs/cgroup/{c}/{f}"))
-        .collect();
-    let mut args = vec!["exec", &name, "cat"];
-    args.extend(files.iter().map(String::as_str));
-    let out = docker.run(&args).ok();
-    let inside: Vec<&str> = want.iter().map(|w| w.2.as_str()).collect();
-    assert_eq!(
-        out.text().lines().collect::<Vec<_>>(),
-        inside,
-        "{}",
-        at(&out.describe())
-    );
-    for (c, f, v) in &want {
-        let host = Path::new("/sys/fs/cgroup")
-            .join(c)
-            .join(&docker.cgroup_parent)
-            .join(&id)
-            .join(f);
-        let got = fs::read_to_string(&host).unwrap_or_else(|e| format!("{}: {e}", host.display()));
+    // The container's cgroup files, read inside it and on the host.
+    let check = |want: &[(&str, &str, String)]| {
+        let files: Vec<String> = want
+            .iter()
+            .map(|(c, f, _)| format!("/sys/fs/cgroup/{c}/{f}"))
+            .collect();
+        let mut args = vec!["exec", &name, "cat"];
+        args.extend(files.iter().map(String::as_str));
+        let out = docker.run(&args).ok();
+        let inside: Vec<&str> = want.iter().map(|w| w.2.as_str()).collect();
         assert_eq!(
-            got.trim(),
-            v,
+            out.text().lines().collect::<Vec<_>>(),
+            inside,
             "{}",
-            at(&format!("host file {}", host.display()))
+            at(&out.describe())
         );
-    }
+        for (c, f, v) in want {
+            let host = Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(&docker.cgroup_parent)
+                .join(&id)
+                .join(f);
+            let got =
+                fs::read_to_string(&host).unwrap_or_else(|e| format!("{}: {e}", host.display()));
+            assert_eq!(
+                got.trim(),
+                v,
+                "{}",
+                at(&format!("host file {}", host.display()))
+            );
+        }
+    };
+    check(&want);
     let out = docker.run(&[
         "inspect",
         "--format",
@@ -398,6 +403,34 @@ fn scenarios(docker: &Docker, rt: &str) {
         assert_eq!(r["cpu"]["quota"], 50000, "{}", at(&r.to_string()));
         assert_eq!(r["pids"]["limit"], 40, "{}", at(&r.to_string()));
     }
+    // Another update, of other limits: Docker sends the whole resources document again, so
+    // the earlier ones stay.
+    docker
+        .run(&[
+            "update",
+            "--cpu-shares",
+            "512",
+            "--cpuset-cpus",
+            "0",
+            "--memory-reservation",
+            "32m",
+            "--cpus",
+            "1",
+            &name,
+        ])
+        .ok();
+    check(&[
+        ("cpu", "cpu.shares", "512".to_string()),
+        ("cpu", "cpu.cfs_quota_us", "100000".to_string()),
+        ("cpuset", "cpuset.cpus", "0".to_string()),
+        (
+            "memory",
+            "memory.soft_limit_in_bytes",
+            (32u64 << 20).to_string(),
+        ),
+        ("memory", "memory.limit_in_bytes", (96u64 << 20).to_string()),
+        ("pids", "pids.max", "40".to_string()),
+    ]);
     let ok = common::wait_until(Duration::from_secs(10), || {
         docker.run(&["logs", &name]).text() == "started"
     });
