@@ -27,10 +27,28 @@ fn main() {
     match commands::run(&cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            logger.fatal(&format!("{e:#}"));
+            logger.fatal(&error_line(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// The error and its causes on one line, `a: b: c` as anyhow's `{:#}` prints them, but a
+/// cause whose text already ends the line is not said again: the runtime's errors name their
+/// io error in their own message (`write "99" to .../cpuset.cpus: Numerical result out of
+/// range (os error 34)`) and also give it as their source, which `{:#}` then repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Lets main keep a handle on the logger it installed as the global subscriber.
@@ -57,5 +75,51 @@ impl tracing::Subscriber for SharedLogger {
     }
     fn exit(&self, s: &tracing::span::Id) {
         self.0.exit(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    /// An error in the runtime's manner: its message names its source, which it also gives.
+    #[derive(Debug)]
+    struct Write {
+        path: &'static str,
+        value: &'static str,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Write {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "write {:?} to {}: {}",
+                self.value, self.path, self.source
+            )
+        }
+    }
+
+    impl std::error::Error for Write {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(libc::ERANGE);
+        let want = format!("write \"99\" to cpuset.cpus: {io}");
+        let e = anyhow::Error::new(Write {
+            path: "cpuset.cpus",
+            value: "99",
+            source: io,
+        });
+        assert_eq!(error_line(&e), want);
+        // Context the message does not carry is still said.
+        let e = e.context("update");
+        assert_eq!(error_line(&e), format!("update: {want}"));
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_line(&e), "outer: inner");
     }
 }

@@ -1,7 +1,7 @@
 //! Docker driving warden-runc as an OCI runtime, each scenario first with runc (Docker's
 //! default, so a failure that is the host's shows up there too) and then with warden-runc:
-//! run --rm, exit codes, detached run + exec + logs, stop, a memory limit, a pids limit, a
-//! terminal.
+//! run --rm, exit codes, detached run + exec + logs, `update` of memory, CPU and pids limits,
+//! stop, a memory limit, a pids limit, a terminal.
 //!
 //! The test starts a dockerd of its own: private data root, exec root (where it starts its own
 //! containerd), socket, pid file and config, vfs storage (no mounts of layers), no bridge, no
@@ -15,8 +15,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use common::engine::{self, Client, HostDirs, Out};
 
 /// The real client: /usr/local/bin/docker on some hosts is a client-only stand-in.
 const DOCKER: &str = "/usr/bin/docker";
@@ -25,46 +26,17 @@ const DOCKERDS: &[&str] = &["/usr/bin/dockerd", "/usr/sbin/dockerd"];
 const IMAGE: &str = "wtest:busybox";
 const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What `docker` said.
-struct Out {
-    args: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn ok(self) -> Out {
-        assert_eq!(self.code, 0, "{}", self.describe());
-        self
-    }
-
-    fn text(&self) -> String {
-        self.stdout.trim().replace("\r\n", "\n")
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "`docker {}`: exit code {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
 /// A dockerd of this test's own, and everything it makes.
 struct Docker {
     dir: tempfile::TempDir,
     dockerd: Option<Child>,
     /// Its `--cgroup-parent`, in every hierarchy.
     cgroup_parent: String,
-    /// The containerd shims' socket dirs, removed at the end (if empty) unless they were
-    /// there before.
-    shim_dirs_before: Vec<(PathBuf, bool)>,
-    outs: AtomicU32,
+    /// The dirs its containerd makes outside our temp dir (the shims' socket dirs, the opt
+    /// plugin's /opt/containerd, which dockerd's containerd config does not move), removed at
+    /// the end (if empty) unless they were there before.
+    host_dirs: HostDirs,
+    client: Client,
 }
 
 impl Docker {
@@ -77,10 +49,13 @@ impl Docker {
             Path::new(DOCKER).exists(),
             "{dockerd} is installed but not {DOCKER}"
         );
-        let shim_dirs_before = ["/run/containerd", "/run/containerd/s"]
-            .iter()
-            .map(|p| (PathBuf::from(p), Path::new(p).exists()))
-            .collect();
+        let host_dirs = HostDirs::record(&[
+            "/run/containerd",
+            "/run/containerd/s",
+            "/opt/containerd",
+            "/opt/containerd/bin",
+            "/opt/containerd/lib",
+        ]);
         let dir = tempfile::Builder::new()
             .prefix("warden-docker-")
             .tempdir()
@@ -117,28 +92,25 @@ impl Docker {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {dockerd}: {e}"));
+        let client = Client::new("docker", d.join("out"), CMD_TIMEOUT);
         let mut docker = Docker {
             dir,
-            dockerd: Some(child),
+            dockerd: None,
             cgroup_parent,
-            shim_dirs_before,
-            outs: AtomicU32::new(0),
+            host_dirs,
+            client,
         };
-        let mut last = String::new();
-        let up = common::wait_until(Duration::from_secs(60), || {
-            if let Some(Ok(Some(st))) = docker.dockerd.as_mut().map(|c| c.try_wait()) {
-                last = format!("dockerd exited: {st}");
-                return true;
-            }
-            let out = docker.run(&["version", "--format", "{{.Server.Version}}"]);
-            last = out.describe();
-            out.code == 0
-        });
-        assert!(
-            up && !last.starts_with("dockerd exited"),
-            "dockerd did not come up: {last}\n--- dockerd.log\n{}",
-            docker.log()
+        let mut child = child;
+        engine::wait_daemon_up(
+            "dockerd",
+            &mut child,
+            || {
+                let out = docker.run(&["version", "--format", "{{.Server.Version}}"]);
+                (out.code == 0).then_some(()).ok_or_else(|| out.describe())
+            },
+            || docker.log(),
         );
+        docker.dockerd = Some(child);
         docker.import_image();
         Some(docker)
     }
@@ -182,27 +154,7 @@ impl Docker {
 
     /// `docker ARGS`, at most CMD_TIMEOUT; output through files, not pipes.
     fn run(&self, args: &[&str]) -> Out {
-        let n = self.outs.fetch_add(1, Ordering::Relaxed);
-        let outd = self.dir.path().join("out");
-        fs::create_dir_all(&outd).unwrap();
-        let (so, se) = (outd.join(format!("{n}.out")), outd.join(format!("{n}.err")));
-        let mut child = self
-            .cmd(args)
-            .stdout(fs::File::create(&so).unwrap())
-            .stderr(fs::File::create(&se).unwrap())
-            .spawn()
-            .unwrap();
-        let st = common::wait_child(&mut child, CMD_TIMEOUT);
-        let mut out = Out {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code: st.map(common::exit_code).unwrap_or(-1),
-            stdout: fs::read_to_string(&so).unwrap_or_default(),
-            stderr: fs::read_to_string(&se).unwrap_or_default(),
-        };
-        if st.is_none() {
-            out.stderr += &format!("\n(killed after {CMD_TIMEOUT:?})");
-        }
-        out
+        self.client.run(self.cmd(args), args)
     }
 
     /// `docker run --network none [--runtime warden] EXTRA IMAGE ARGV`.
@@ -253,68 +205,22 @@ impl Docker {
 
 impl Drop for Docker {
     fn drop(&mut self) {
-        let d = self.dir.path().to_path_buf();
         if let Some(mut child) = self.dockerd.take() {
             if let Ok(None) = child.try_wait() {
-                let ids = self.run(&["ps", "-aq"]).stdout;
+                let ids = self.run(&["ps", "-aq"]).out.stdout;
                 let ids: Vec<&str> = ids.split_whitespace().collect();
                 if !ids.is_empty() {
                     let mut args = vec!["rm", "-f"];
                     args.extend(ids);
                     let _ = self.run(&args);
                 }
-                // SAFETY: kill(2) on the dockerd we started.
-                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-                if common::wait_child(&mut child, Duration::from_secs(30)).is_none() {
-                    eprintln!("dockerd did not stop on SIGTERM within 30s: killed");
-                }
             }
-            let _ = child.wait();
+            engine::stop_daemon("dockerd", &mut child);
         }
         // Its containerd and shims name our dirs on their command lines.
-        let marker = d.display().to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = common::procs_with(&marker);
-            if left.is_empty() || Instant::now() > deadline {
-                break;
-            }
-            for (pid, _) in left {
-                // SAFETY: kill(2) on a process started from our dirs.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut points: Vec<String> = common::host_mount_points()
-            .into_iter()
-            .filter(|p| p.starts_with(&marker))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        for root in common::cgroup_roots() {
-            remove_tree(&root.join(&self.cgroup_parent));
-        }
-        for (p, existed) in self.shim_dirs_before.iter().rev() {
-            if !existed {
-                let _ = fs::remove_dir(p);
-            }
-        }
+        engine::sweep(self.dir.path(), &self.cgroup_parent);
+        self.host_dirs.remove_made();
     }
-}
-
-/// rmdir a cgroup dir and every dir below it, deepest first (each must be empty of tasks).
-fn remove_tree(d: &Path) {
-    if !d.is_dir() {
-        return;
-    }
-    for e in fs::read_dir(d).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_tree(&e.path());
-        }
-    }
-    let _ = fs::remove_dir(d);
 }
 
 #[test]
@@ -413,25 +319,118 @@ fn scenarios(docker: &Docker, rt: &str) {
         assert_eq!(out.code, 126, "{}", at(&out.describe()));
         assert!(out.stdout.contains(bad), "{}", at(&out.describe()));
     }
-    // docker update reaches the runtime's `update` (containerd sends the resources on
-    // stdin): the running container's limit changes.
+    // docker update reaches the runtime's `update` (containerd's shim sends the resources
+    // on stdin, `update --resources -`): memory, CPU and pids limits of the running
+    // container change, as the container's own cgroup files, the host's and Docker's own
+    // record of them show.
     docker
-        .run(&["update", "--memory", "96m", "--memory-swap", "192m", &name])
-        .ok();
-    let out = docker
         .run(&[
-            "exec",
+            "update",
+            "--memory",
+            "96m",
+            "--memory-swap",
+            "192m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "40",
             &name,
-            "cat",
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
         ])
         .ok();
+    let want = [
+        ("memory", "memory.limit_in_bytes", (96u64 << 20).to_string()),
+        (
+            "memory",
+            "memory.memsw.limit_in_bytes",
+            (192u64 << 20).to_string(),
+        ),
+        ("cpu", "cpu.cfs_period_us", "100000".to_string()),
+        ("cpu", "cpu.cfs_quota_us", "50000".to_string()),
+        ("pids", "pids.max", "40".to_string()),
+    ];
+    // The container's cgroup files, read inside it and on the host.
+    let check = |want: &[(&str, &str, String)]| {
+        let files: Vec<String> = want
+            .iter()
+            .map(|(c, f, _)| format!("/sys/fs/cgroup/{c}/{f}"))
+            .collect();
+        let mut args = vec!["exec", &name, "cat"];
+        args.extend(files.iter().map(String::as_str));
+        let out = docker.run(&args).ok();
+        let inside: Vec<&str> = want.iter().map(|w| w.2.as_str()).collect();
+        assert_eq!(
+            out.text().lines().collect::<Vec<_>>(),
+            inside,
+            "{}",
+            at(&out.describe())
+        );
+        for (c, f, v) in want {
+            let host = Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(&docker.cgroup_parent)
+                .join(&id)
+                .join(f);
+            let got =
+                fs::read_to_string(&host).unwrap_or_else(|e| format!("{}: {e}", host.display()));
+            assert_eq!(
+                got.trim(),
+                v,
+                "{}",
+                at(&format!("host file {}", host.display()))
+            );
+        }
+    };
+    check(&want);
+    let out = docker.run(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}",
+        &name,
+    ]);
     assert_eq!(
         out.text(),
-        (96u64 << 20).to_string(),
+        format!("{} {} 500000000 40", 96u64 << 20, 192u64 << 20),
         "{}",
         at(&out.describe())
     );
+    if rt == "warden" {
+        // The state keeps the limits in force, so a later `update` or `events` sees them.
+        let root = docker.runtime_root(&id).expect("state dir");
+        let state: serde_json::Value =
+            serde_json::from_slice(&fs::read(root.join(&id).join("state.json")).unwrap()).unwrap();
+        let r = &state["resources"];
+        assert_eq!(r["memory"]["limit"], 96 << 20, "{}", at(&r.to_string()));
+        assert_eq!(r["cpu"]["quota"], 50000, "{}", at(&r.to_string()));
+        assert_eq!(r["pids"]["limit"], 40, "{}", at(&r.to_string()));
+    }
+    // Another update, of other limits: Docker sends the whole resources document again, so
+    // the earlier ones stay.
+    docker
+        .run(&[
+            "update",
+            "--cpu-shares",
+            "512",
+            "--cpuset-cpus",
+            "0",
+            "--memory-reservation",
+            "32m",
+            "--cpus",
+            "1",
+            &name,
+        ])
+        .ok();
+    check(&[
+        ("cpu", "cpu.shares", "512".to_string()),
+        ("cpu", "cpu.cfs_quota_us", "100000".to_string()),
+        ("cpuset", "cpuset.cpus", "0".to_string()),
+        (
+            "memory",
+            "memory.soft_limit_in_bytes",
+            (32u64 << 20).to_string(),
+        ),
+        ("memory", "memory.limit_in_bytes", (96u64 << 20).to_string()),
+        ("pids", "pids.max", "40".to_string()),
+    ]);
     let ok = common::wait_until(Duration::from_secs(10), || {
         docker.run(&["logs", &name]).text() == "started"
     });

@@ -117,3 +117,34 @@ fn update_changes_the_limits_of_a_running_container() {
     env.runc(&["delete", &id]).ok();
     env.assert_clean(&id);
 }
+
+#[test]
+fn a_failed_update_puts_back_what_it_had_written() {
+    // The limits are written one file at a time, memory before cpu: a period the kernel
+    // refuses (below 1 ms) fails the update after the memory limit was written. runc puts
+    // back its recorded config then, and so must we: the cgroup keeps the old limit, as the
+    // state says.
+    let env = Env::new("update-back");
+    let id = env.created(|s| {
+        s["process"]["args"] = json!(["sleep", "30"]);
+        s["linux"]["resources"]["memory"] = json!({"limit": 128 << 20});
+    });
+    env.runc(&["start", &id]).ok();
+    let memory = || read(&id, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let err = env
+        .runc(&["update", "--memory", "64m", "--cpu-period", "100", &id])
+        .fails_with("Invalid argument (os error 22)");
+    // The io error is said once, not once by the message and again as its cause.
+    assert_eq!(err.matches("(os error 22)").count(), 1, "{err}");
+    assert_eq!(memory(), (128u64 << 20).to_string());
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.root.join(&id).join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["resources"]["memory"]["limit"], 128 << 20);
+    // A good update still works afterwards.
+    env.runc(&["update", "--memory", "64m", &id]).ok();
+    assert_eq!(memory(), (64u64 << 20).to_string());
+    env.runc(&["kill", &id, "KILL"]).ok();
+    env.wait_status(&id, "stopped", CMD_TIMEOUT);
+    env.runc(&["delete", &id]).ok();
+    env.assert_clean(&id);
+}

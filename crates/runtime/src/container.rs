@@ -704,7 +704,21 @@ impl Container {
         if self.status() == Status::Stopped {
             return Err(Error::State("cannot update a stopped container".into()));
         }
-        self.cgroup()?.apply(resources)?;
+        let cgroup = self.cgroup()?;
+        if let Err(e) = cgroup.apply(resources) {
+            // The limits are written one file at a time, so those before the failing one are
+            // in force now. Put back what the state records for the sections this update
+            // named, as runc does, so that the cgroup and the state agree again.
+            if let Some(back) = self.limits_before(resources) {
+                if let Err(b) = cgroup.apply(&back) {
+                    tracing::warn!(
+                        "setting back the limits after a failed update failed ({b}): the \
+                         cgroup may not hold what the state says"
+                    );
+                }
+            }
+            return Err(e.into());
+        }
         let mut merged = serde_json::to_value(self.state.resources.clone().unwrap_or_default())
             .expect("resources serialize");
         merge_json(
@@ -715,6 +729,24 @@ impl Container {
             Error::State(format!("the updated resources do not make a document: {e}"))
         })?);
         self.state.save(&self.root)
+    }
+
+    /// The limits the state records for the sections (`memory`, `cpu`...) `update` names:
+    /// what a failed update puts back. None when the state records none of them.
+    fn limits_before(&self, update: &LinuxResources) -> Option<LinuxResources> {
+        let serde_json::Value::Object(named) = serde_json::to_value(update).ok()? else {
+            return None;
+        };
+        let serde_json::Value::Object(mut old) =
+            serde_json::to_value(self.state.resources.as_ref()?).ok()?
+        else {
+            return None;
+        };
+        old.retain(|k, v| !v.is_null() && named.get(k).is_some_and(|n| !n.is_null()));
+        if old.is_empty() {
+            return None;
+        }
+        serde_json::from_value(serde_json::Value::Object(old)).ok()
     }
 
     pub fn pause(&self) -> Result<()> {

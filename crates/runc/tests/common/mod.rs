@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod engine;
+
 /// The binary under test.
 pub const RUNC: &str = env!("CARGO_BIN_EXE_warden-runc");
 
