@@ -24,14 +24,17 @@ use serde_json::json;
 const SYSTEMD: &str = "/lib/systemd/systemd";
 
 /// Sets up the namespaces' mounts, then becomes systemd. $1: a dir that must stay reachable
-/// (the test's, perhaps under /run); $2: the test's unit dir.
+/// (the test's, perhaps under /run); $2: the test's unit dir; $3: the log file.
 const NS_SETUP: &str = r#"set -e
 mount --make-rprivate /
 mount -t proc proc /proc
 keep=$1
 case $keep in /run/*) exec 3< "$keep" ;; esac
 mount -t tmpfs -o mode=755 tmpfs /run
-case $keep in /run/*) mkdir -p "$keep"; mount --bind /proc/self/fd/3 "$keep"; exec 3<&- ;; esac
+# -c: mount would otherwise resolve /proc/self/fd/3 to its path, now under the new /run.
+case $keep in /run/*) mkdir -p "$keep"; mount -c --bind /proc/self/fd/3 "$keep"; exec 3<&- ;; esac
+# systemd logs to /dev/console: here, the test's log.
+mount -c --bind "$3" /dev/console
 if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
     mkdir /run/.cg
     mount --rbind /sys/fs/cgroup /run/.cg
@@ -47,7 +50,7 @@ if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
     rmdir /run/.cg
 fi
 exec env -i container=warden-test SYSTEMD_UNIT_PATH="$2:/lib/systemd/system" \
-    /lib/systemd/systemd --system --unit=warden-test.target --log-target=console
+    /lib/systemd/systemd --system --unit=warden-test.target --log-target=console --log-level=info
 "#;
 
 /// A systemd in namespaces of its own; on drop it is killed (and with it everything in its
@@ -102,6 +105,7 @@ impl Systemd {
             .args(["sh", "-c", NS_SETUP, "sh"])
             .arg(env.dir())
             .arg(&units)
+            .arg(&log)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
@@ -149,7 +153,16 @@ impl Systemd {
             state = sd.sh(&["systemctl", "is-system-running"]).stdout;
             matches!(state.trim(), "running" | "degraded")
         });
-        assert!(up, "systemd is {state:?}:\n{}", sd.log_text());
+        if !up {
+            let failed = sd.sh(&["systemctl", "list-units", "--failed", "--no-pager"]);
+            let jobs = sd.sh(&["systemctl", "list-jobs", "--no-pager"]);
+            panic!(
+                "systemd is {state:?}:\n{}\n{}\n--- log\n{}",
+                failed.stdout,
+                jobs.stdout,
+                sd.log_text()
+            );
+        }
         // systemd on the system bus (it connects once dbus.service is up).
         let mut ping = Out {
             args: vec![],

@@ -733,7 +733,12 @@ impl Container {
             m.take_back();
         }
         if let Some(unit) = &self.state.systemd_unit {
-            cgroups::systemd::Bus::connect()?.stop(unit)?;
+            if cgroups::systemd::booted() {
+                cgroups::systemd::Bus::connect()?.stop(unit)?;
+            } else {
+                // systemd is gone (and its units with it): only the cgroupfs part is left.
+                tracing::warn!("systemd no longer manages this host; not stopping unit {unit}");
+            }
         }
         if self.state.cgroup_shared {
             release_shared_cgroup(&self.state.cgroup_paths);
