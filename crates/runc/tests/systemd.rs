@@ -26,6 +26,9 @@ const SYSTEMD: &str = "/lib/systemd/systemd";
 /// Sets up the namespaces' mounts, then becomes systemd. $1: a dir that must stay reachable
 /// (the test's, perhaps under /run); $2: the test's unit dir; $3: the log file.
 const NS_SETUP: &str = r#"set -e
+# Until the test has moved unshare out of the cgroup it shares with us (see Systemd::start).
+read -r go
+exec < /dev/null
 mount --make-rprivate /
 mount -t proc proc /proc
 keep=$1
@@ -86,7 +89,37 @@ impl Systemd {
              Wants=dbus.socket dbus.service\nAfter=dbus.socket dbus.service\n",
         )
         .unwrap();
+        // (Added by the lead.) This systemd shares the host's filesystems: the boot units that
+        // Debian's dbus units pull in through their default dependencies (sysinit.target:
+        // systemd-tmpfiles-setup empties the host's /tmp, journald rewrites /var/log/journal,
+        // sysctl, sysusers...) must never run. dbus without default dependencies, and
+        // sysinit.target and basic.target masked so nothing can start them.
+        for unit in ["dbus.service", "dbus.socket"] {
+            let d = units.join(format!("{unit}.d"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(
+                d.join("warden-test.conf"),
+                "[Unit]\nDefaultDependencies=no\n",
+            )
+            .unwrap();
+        }
+        for masked in [
+            "sysinit.target",
+            "basic.target",
+            "systemd-tmpfiles-setup.service",
+        ] {
+            std::os::unix::fs::symlink("/dev/null", units.join(masked)).unwrap();
+        }
         let cgroup = format!("warden-sd-{}-{}", std::process::id(), env.name);
+        if cgroup_v2() {
+            // The controllers for systemd's root, as the runtime enables them for its
+            // cgroups' parents (a booted guest may have none enabled at the root yet).
+            let root = Path::new("/sys/fs/cgroup");
+            let all = fs::read_to_string(root.join("cgroup.controllers")).unwrap();
+            for c in all.split_whitespace() {
+                let _ = fs::write(root.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+        }
         let mut dirs = Vec::new();
         for root in cgroup_roots() {
             let d = root.join(&cgroup);
@@ -106,7 +139,7 @@ impl Systemd {
             .arg(env.dir())
             .arg(&units)
             .arg(&log)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
         // SAFETY: only writes to files between fork and exec.
@@ -118,7 +151,26 @@ impl Systemd {
                 Ok(())
             });
         }
-        let launcher = cmd.spawn().expect("spawn unshare");
+        let mut launcher = cmd.spawn().expect("spawn unshare");
+        // unshare itself goes back to our cgroup before systemd starts: on v2 a cgroup with
+        // a process of its own cannot enable controllers for its children (systemd's slices
+        // would get no memory or pids files).
+        if cgroup_v2() {
+            let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+            let own = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("a cgroup2 line in /proc/self/cgroup");
+            let procs = Path::new("/sys/fs/cgroup")
+                .join(own.trim_start_matches('/'))
+                .join("cgroup.procs");
+            fs::write(&procs, launcher.id().to_string()).unwrap();
+        }
+        {
+            use std::io::Write;
+            let mut stdin = launcher.stdin.take().unwrap();
+            stdin.write_all(b"go\n").unwrap();
+        }
         let mut sd = Systemd {
             pid: 0,
             launcher,
