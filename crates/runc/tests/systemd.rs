@@ -152,6 +152,15 @@ impl Systemd {
             });
         }
         let mut launcher = cmd.spawn().expect("spawn unshare");
+        // Its child (the shell that becomes systemd, waiting for "go") must exist first, or
+        // it would be forked into our cgroup.
+        let unshare = launcher.id();
+        let children = format!("/proc/{unshare}/task/{unshare}/children");
+        assert!(
+            wait_until(Duration::from_secs(30), || fs::read_to_string(&children)
+                .is_ok_and(|c| !c.trim().is_empty())),
+            "unshare did not fork"
+        );
         // unshare itself goes back to our cgroup before systemd starts: on v2 a cgroup with
         // a process of its own cannot enable controllers for its children (systemd's slices
         // would get no memory or pids files).
@@ -178,7 +187,6 @@ impl Systemd {
             mnt_ns: None,
             log,
         };
-        let unshare = sd.launcher.id();
         assert!(
             wait_until(Duration::from_secs(30), || {
                 let children = format!("/proc/{unshare}/task/{unshare}/children");
@@ -200,6 +208,14 @@ impl Systemd {
             sd.log_text()
         );
         sd.mnt_ns = Some(fs::File::open(format!("/proc/{}/ns/mnt", sd.pid)).unwrap());
+        // Never a systemd in our own (or the root) cgroup: it would manage it.
+        let cg = fs::read_to_string(format!("/proc/{}/cgroup", sd.pid)).unwrap();
+        let tracking = if cgroup_v2() { "0::" } else { ":name=systemd:" };
+        assert!(
+            cg.lines()
+                .any(|l| l.contains(&format!("{tracking}/{}", sd.cgroup))),
+            "systemd is not in the test's cgroup:\n{cg}"
+        );
         let mut state = String::new();
         let up = wait_until(Duration::from_secs(120), || {
             state = sd.sh(&["systemctl", "is-system-running"]).stdout;
