@@ -32,8 +32,10 @@ pub struct Global {
     /// Log debug messages too.
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Accepted for runc compatibility: cgroups are always managed through cgroupfs, and
-    /// a `slice:prefix:name` cgroupsPath is mapped to a plain path.
+    /// Let systemd make the container's cgroup: cgroupsPath is `slice:prefix:name` (default
+    /// `system.slice:runc:<id>`) and the container gets the transient scope
+    /// `<prefix>-<name>.scope`. Where systemd does not manage the host, the path is mapped to
+    /// a plain cgroupfs path instead.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility (auto-detected). Before the command only, as in

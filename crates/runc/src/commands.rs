@@ -16,7 +16,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let root = cli.global.root.as_path();
     match &cli.command {
         Command::Spec { bundle, rootless } => spec_cmd(bundle, *rootless).map(|_| 0),
-        Command::Create(args) => create(root, args, true).map(|_| 0),
+        Command::Create(args) => create(root, args, true, cli.global.systemd_cgroup).map(|_| 0),
         Command::Start { id } => Container::load(root, id)?
             .start()
             .map(|_| 0)
@@ -26,7 +26,14 @@ pub fn run(cli: &Cli) -> Result<i32> {
             detach,
             keep,
             no_subreaper,
-        } => run_cmd(root, args, *detach, *keep, *no_subreaper),
+        } => run_cmd(
+            root,
+            args,
+            *detach,
+            *keep,
+            *no_subreaper,
+            cli.global.systemd_cgroup,
+        ),
         Command::Exec(args) => exec(root, args),
         Command::State { id } => {
             let c = Container::load(root, id)?;
@@ -83,7 +90,12 @@ fn spec_cmd(bundle: &Path, rootless: bool) -> Result<()> {
     std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))
 }
 
-fn create_options(root: &Path, args: &CreateArgs, detach: bool) -> Result<CreateOptions> {
+fn create_options(
+    root: &Path,
+    args: &CreateArgs,
+    detach: bool,
+    systemd_cgroup: bool,
+) -> Result<CreateOptions> {
     Ok(CreateOptions {
         id: args.id.clone(),
         bundle: args.bundle.clone(),
@@ -96,12 +108,21 @@ fn create_options(root: &Path, args: &CreateArgs, detach: bool) -> Result<Create
         detach,
         // Each warden-runc call compiles the profile (exec then reads create's program).
         seccomp_cache: None,
+        systemd_cgroup,
     })
 }
 
-fn create(root: &Path, args: &CreateArgs, detach: bool) -> Result<warden_runtime::Created> {
+fn create(
+    root: &Path,
+    args: &CreateArgs,
+    detach: bool,
+    systemd_cgroup: bool,
+) -> Result<warden_runtime::Created> {
     Ok(warden_runtime::create(&create_options(
-        root, args, detach,
+        root,
+        args,
+        detach,
+        systemd_cgroup,
     )?)?)
 }
 
@@ -127,9 +148,10 @@ fn run_cmd(
     detach: bool,
     keep: bool,
     no_subreaper: bool,
+    systemd_cgroup: bool,
 ) -> Result<i32> {
     if detach {
-        create(root, args, true)?;
+        create(root, args, true, systemd_cgroup)?;
         Container::load(root, &args.id)?.start()?;
         return Ok(0);
     }
@@ -142,7 +164,7 @@ fn run_cmd(
     // lost; the init unblocks everything before exec.
     let signals = forwarded_signals();
     signals.thread_block().context("block signals")?;
-    let created = create(root, args, false)?;
+    let created = create(root, args, false, systemd_cgroup)?;
     let container = Container::load(root, &args.id)?;
     let init = created.init;
     let tty = created.console.map(crate::tty::Proxy::start).transpose()?;
@@ -701,7 +723,7 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": namespaces,
             "capabilities": warden_runtime::security::caps::known(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false},
             "seccomp": {
                 "enabled": true,
                 "actions": seccomp::ACTIONS,

@@ -843,6 +843,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             .collect(),
         cgroup_paths,
         cgroup_shared: false,
+        systemd_unit: None,
         host_mounts: None,
         resources: linux.and_then(|l| l.resources().clone()),
         hooks: spec.hooks().clone(),

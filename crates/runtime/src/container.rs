@@ -46,6 +46,9 @@ pub struct CreateOptions {
     /// A dir of compiled seccomp programs shared by many creates with the same profile (see
     /// `seccomp::compile_cached`); wardend gives one, warden-runc none.
     pub seccomp_cache: Option<PathBuf>,
+    /// runc's `--systemd-cgroup`: `cgroupsPath` is `slice:prefix:name` and, where systemd
+    /// manages the host, systemd makes the cgroup as a transient scope (`cgroups::systemd`).
+    pub systemd_cgroup: bool,
 }
 
 /// The compiled seccomp program in a container's state dir, for its execs.
@@ -144,12 +147,15 @@ struct Undo {
     child: Option<Pid>,
     /// Without a mount namespace: what the init mounted into the host's.
     host_mounts: Option<state::HostMounts>,
+    /// The systemd unit started for the container.
+    systemd_unit: Option<String>,
 }
 
 impl Undo {
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.systemd_unit = None;
         self.child = None;
         self.host_mounts = None;
     }
@@ -163,6 +169,11 @@ impl Drop for Undo {
         }
         if let Some(m) = self.host_mounts.take() {
             m.take_back();
+        }
+        if let Some(unit) = self.systemd_unit.take() {
+            if let Err(e) = cgroups::systemd::Bus::connect().and_then(|b| b.stop(&unit)) {
+                tracing::warn!("undo create: {e}");
+            }
         }
         if let Some(cg) = self.cgroup.take() {
             if self.cgroup_shared {
@@ -234,6 +245,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup_shared: false,
         child: None,
         host_mounts: None,
+        systemd_unit: None,
     };
 
     let fifo_path = dir.join(state::EXEC_FIFO);
@@ -250,10 +262,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 
     let linux = spec.linux().as_ref();
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref());
-    let cg = cgroups::new_manager(
-        cgroups_path.map(|p| p.to_string_lossy()).as_deref(),
-        &opts.id,
-    )?;
+    let cgroups_path = cgroups_path.map(|p| p.to_string_lossy());
+    let systemd = systemd_plan(opts, cgroups_path.as_deref())?;
+    let cg = match &systemd {
+        Some((_, path)) => cgroups::new_manager(Some(path), &opts.id)?,
+        None => cgroups::new_manager(cgroups_path.as_deref(), &opts.id)?,
+    };
     // Joining a cgroup that already has processes is allowed (runc warns too), but then it
     // is not ours alone: neither a failed create nor a delete may remove it, killing its
     // other members (see `release_shared_cgroup`).
@@ -262,10 +276,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         tracing::warn!("container's cgroup is not empty: {others} process(es) found");
         undo.cgroup_shared = true;
     }
-    cg.create()?;
+    let resources = resources_with_default_devices(spec);
+    // A systemd unit is started once the init exists (its pid goes in the unit); the
+    // cgroup is made and its limits written then.
+    if systemd.is_none() {
+        cg.create()?;
+    }
     let cgroup_paths = cg.paths();
     let cg = &**undo.cgroup.insert(cg);
-    cg.apply(&resources_with_default_devices(spec))?;
+    if systemd.is_none() {
+        cg.apply(&resources)?;
+    }
 
     let annotations = spec.annotations().clone().unwrap_or_default();
     let mut st = State {
@@ -279,6 +300,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         annotations: annotations.into_iter().collect(),
         cgroup_paths: cgroup_paths.clone(),
         cgroup_shared: undo.cgroup_shared,
+        systemd_unit: systemd.as_ref().map(|(u, _)| u.unit.clone()),
         host_mounts: None,
         resources: linux.and_then(|l| l.resources().clone()),
         hooks: spec.hooks().clone(),
@@ -350,6 +372,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if plan.new_user {
         process::write_id_maps(pid, spec)?;
     }
+    if let Some((unit, path)) = &systemd {
+        // From here on the process has zbus's threads: no clone or setns follows.
+        let (props, resources) = cgroups::systemd::properties(&resources, cg.version())?;
+        let bus = cgroups::systemd::Bus::connect()?;
+        bus.start(unit, &opts.id, pid.as_raw(), props)?;
+        undo.systemd_unit = Some(unit.unit.clone());
+        check_in_unit(pid.as_raw(), cg.version(), path)?;
+        // The hierarchies systemd did not make (v1 controllers it does not use).
+        cg.create()?;
+        cg.apply(&resources)?;
+    }
     cg.add_task(pid.as_raw())?;
     parent_ch.send(&channel::Message::Continue { pid: pid.as_raw() })?;
 
@@ -406,6 +439,50 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         init: pid,
         console,
     })
+}
+
+/// With `--systemd-cgroup` on a host systemd manages: the unit and its cgroup path (from the
+/// root of each hierarchy). Without systemd the `slice:prefix:name` path is mapped to a
+/// cgroupfs path instead (`None`), as without the flag.
+fn systemd_plan(
+    opts: &CreateOptions,
+    cgroups_path: Option<&str>,
+) -> Result<Option<(cgroups::SystemdUnit, String)>> {
+    if !opts.systemd_cgroup {
+        return Ok(None);
+    }
+    let unit = cgroups::SystemdUnit::parse(cgroups_path, &opts.id)?;
+    if !cgroups::systemd::booted() {
+        tracing::warn!(
+            "--systemd-cgroup: systemd does not manage this host (no /run/systemd/system); \
+             {} is made through cgroupfs, unknown to systemd",
+            unit.cgroup_path()
+        );
+        return Ok(None);
+    }
+    let path = cgroups::systemd::unit_cgroup(&unit, cgroups::detect()?)?;
+    Ok(Some((unit, path)))
+}
+
+/// After the unit's start: the init must be where the paths say (systemd's root is read from
+/// /proc/1/cgroup, which a pid namespace not systemd's would get wrong).
+fn check_in_unit(pid: i32, version: cgroups::CgroupVersion, want: &str) -> Result<()> {
+    let file = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&file).ctx("read", &file)?;
+    let got = cgroups::parse_proc_cgroup(&text)
+        .into_iter()
+        .find(|l| match version {
+            cgroups::CgroupVersion::V2 => l.hierarchy_id == 0,
+            cgroups::CgroupVersion::V1 => l.controllers.iter().any(|c| c == "name=systemd"),
+        })
+        .map(|l| l.path);
+    if got.as_deref() != Some(want) {
+        return Err(Error::Config(format!(
+            "--systemd-cgroup: systemd put the container's init in {got:?}, not {want} \
+             (is warden-runc in systemd's pid namespace?)"
+        )));
+    }
+    Ok(())
 }
 
 /// Folds `update` into `base`: objects key by key, anything else replaced; nulls (fields
@@ -679,6 +756,14 @@ impl Container {
         if let Some(m) = &self.state.host_mounts {
             m.take_back();
         }
+        if let Some(unit) = &self.state.systemd_unit {
+            if cgroups::systemd::booted() {
+                cgroups::systemd::Bus::connect()?.stop(unit)?;
+            } else {
+                // systemd is gone (and its units with it): only the cgroupfs part is left.
+                tracing::warn!("systemd no longer manages this host; not stopping unit {unit}");
+            }
+        }
         if self.state.cgroup_shared {
             release_shared_cgroup(&self.state.cgroup_paths);
         } else {
@@ -705,7 +790,17 @@ impl Container {
             return Err(Error::State("cannot update a stopped container".into()));
         }
         let cgroup = self.cgroup()?;
-        if let Err(e) = cgroup.apply(resources) {
+        let adjusted;
+        let to_write = match &self.state.systemd_unit {
+            Some(unit) => {
+                let props;
+                (props, adjusted) = cgroups::systemd::properties(resources, cgroup.version())?;
+                cgroups::systemd::Bus::connect()?.set_properties(unit, &props)?;
+                &adjusted
+            }
+            None => resources,
+        };
+        if let Err(e) = cgroup.apply(to_write) {
             // The limits are written one file at a time, so those before the failing one are
             // in force now. Put back what the state records for the sections this update
             // named, as runc does, so that the cgroup and the state agree again.

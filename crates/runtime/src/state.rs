@@ -126,6 +126,10 @@ pub struct State {
     /// them) alone, removing only what is empty.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cgroup_shared: bool,
+    /// `--systemd-cgroup` on a systemd host: the transient unit systemd made the cgroup as
+    /// (`update` sets its properties, `delete` stops it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// Set when the container has no mount namespace of its own: it mounts into the host's,
     /// and delete unmounts what it added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,6 +355,7 @@ mod tests {
             owner: String::new(),
             annotations: HashMap::from([("k".into(), "v".into())]),
             cgroup_paths: BTreeMap::new(),
+            systemd_unit: None,
             cgroup_shared: true,
             host_mounts: None,
             resources: None,

@@ -22,8 +22,10 @@
 //! - runc's systemd syntax `slice:prefix:name` is accepted and mapped to the plain path the
 //!   systemd driver would have used (`system.slice:docker:abc` → `/system.slice/docker-abc.scope`,
 //!   `a-b.slice:p:n` → `/a.slice/a-b.slice/p-n.scope`, an empty slice means `system.slice`).
-//!   warden never talks to systemd: the cgroup is made with mkdir like any other, so systemd
-//!   does not know about the unit. See [`CgroupPath`].
+//!   Without `--systemd-cgroup` (or with it on a host that systemd does not manage) warden
+//!   does not talk to systemd: the cgroup is made with mkdir like any other, so systemd does
+//!   not know about the unit. See [`CgroupPath`]. With it, on a systemd host, the unit is a
+//!   transient scope systemd makes (see [`systemd`]).
 //!
 //! # Saved state
 //! [`Manager::paths`] gives the container's cgroup directory per controller (`""` for the
@@ -52,6 +54,7 @@ mod files;
 mod mounts;
 mod path;
 mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -67,7 +70,7 @@ use serde::{Deserialize, Serialize};
 pub use mounts::{
     parse_mountinfo, parse_proc_cgroup, CgroupMount, Hierarchies, MountKind, ProcCgroup,
 };
-pub use path::{expand_slice, CgroupPath};
+pub use path::{expand_slice, CgroupPath, SystemdUnit};
 pub use stats::{
     BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
     Stats, Throttling,
@@ -185,6 +188,8 @@ pub enum Error {
         got: FreezerState,
         waited: Duration,
     },
+    #[error("systemd: {0}")]
+    Systemd(String),
     #[error("saved cgroup paths are not usable: {0}")]
     BadPaths(String),
 }

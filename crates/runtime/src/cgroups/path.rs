@@ -85,30 +85,80 @@ pub(crate) fn clean(path: &str) -> String {
 
 /// `slice:prefix:name` → `<expanded slice>/<prefix>-<name>.scope` (runc's systemd driver).
 fn systemd_path(given: &str, slice: &str, prefix: &str, name: &str) -> Result<String> {
-    let invalid = |reason: String| Error::InvalidPath {
-        path: given.to_string(),
-        reason,
-    };
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(invalid(format!("bad unit name {name:?}")));
+    Ok(SystemdUnit::from_parts(given, slice, prefix, name)?.cgroup_path())
+}
+
+/// The systemd unit a `--systemd-cgroup` container gets: runc's reading of `cgroupsPath`
+/// as `slice:prefix:name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdUnit {
+    /// The parent slice (`system.slice` when the path leaves it empty).
+    pub slice: String,
+    /// `<prefix>-<name>.scope`, `<name>.scope` without a prefix, or `<name>` when it is a
+    /// slice.
+    pub unit: String,
+}
+
+impl SystemdUnit {
+    /// `cgroups_path` as `slice:prefix:name`; `None` or empty is runc's default,
+    /// `system.slice:runc:<container id>`.
+    pub fn parse(cgroups_path: Option<&str>, container_id: &str) -> Result<SystemdUnit> {
+        let given = match cgroups_path {
+            Some(p) if !p.is_empty() => p,
+            _ => return SystemdUnit::from_parts(container_id, "", "runc", container_id),
+        };
+        let parts: Vec<&str> = given.split(':').collect();
+        if parts.len() != 3 {
+            return Err(Error::InvalidPath {
+                path: given.to_string(),
+                reason: "with --systemd-cgroup it must be \"slice:prefix:name\" \
+                         (e.g. \"system.slice:docker:1234\")"
+                    .into(),
+            });
+        }
+        SystemdUnit::from_parts(given, parts[0], parts[1], parts[2])
     }
-    if prefix.contains('/') {
-        return Err(invalid(format!("bad scope prefix {prefix:?}")));
+
+    fn from_parts(given: &str, slice: &str, prefix: &str, name: &str) -> Result<SystemdUnit> {
+        let invalid = |reason: String| Error::InvalidPath {
+            path: given.to_string(),
+            reason,
+        };
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(invalid(format!("bad unit name {name:?}")));
+        }
+        if prefix.contains('/') {
+            return Err(invalid(format!("bad scope prefix {prefix:?}")));
+        }
+        let slice = if slice.is_empty() {
+            "system.slice"
+        } else {
+            slice
+        };
+        expand_slice(slice).map_err(|_| invalid(format!("bad slice {slice:?}")))?;
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        Ok(SystemdUnit {
+            slice: slice.to_string(),
+            unit,
+        })
     }
-    let slice = if slice.is_empty() {
-        "system.slice"
-    } else {
-        slice
-    };
-    let parent = expand_slice(slice).map_err(|_| invalid(format!("bad slice {slice:?}")))?;
-    let unit = if name.ends_with(".slice") {
-        name.to_string()
-    } else if prefix.is_empty() {
-        format!("{name}.scope")
-    } else {
-        format!("{prefix}-{name}.scope")
-    };
-    Ok(clean(&format!("{parent}/{unit}")))
+
+    /// The unit's cgroup below systemd's root: `<expanded slice>/<unit>`.
+    pub fn cgroup_path(&self) -> String {
+        let parent = expand_slice(&self.slice).expect("checked when parsed");
+        clean(&format!("{parent}/{}", self.unit))
+    }
+
+    /// A slice (`name` ended in `.slice`) rather than a scope.
+    pub fn is_slice(&self) -> bool {
+        self.unit.ends_with(".slice")
+    }
 }
 
 /// systemd's slice nesting: `a-b-c.slice` → `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the
@@ -225,6 +275,33 @@ mod tests {
         }
         // Not three parts: a plain relative path.
         assert_eq!(p("a:b"), CgroupPath::Relative("a:b".into()));
+    }
+
+    #[test]
+    fn systemd_units_are_runc_s() {
+        let u =
+            SystemdUnit::parse(Some("kubepods-besteffort.slice:cri-containerd:abc"), "x").unwrap();
+        assert_eq!(u.slice, "kubepods-besteffort.slice");
+        assert_eq!(u.unit, "cri-containerd-abc.scope");
+        assert_eq!(
+            u.cgroup_path(),
+            "/kubepods.slice/kubepods-besteffort.slice/cri-containerd-abc.scope"
+        );
+        let u = SystemdUnit::parse(None, "c1").unwrap();
+        assert_eq!(
+            (u.slice.as_str(), u.unit.as_str()),
+            ("system.slice", "runc-c1.scope")
+        );
+        assert_eq!(SystemdUnit::parse(Some(""), "c1").unwrap(), u);
+        let u = SystemdUnit::parse(Some("machine.slice::k.slice"), "x").unwrap();
+        assert!(u.is_slice());
+        for bad in ["/a/b", "a:b", "a:b:c:d", "system:docker:abc", "s.slice:p:"] {
+            let e = SystemdUnit::parse(Some(bad), "id").unwrap_err();
+            assert!(matches!(e, Error::InvalidPath { .. }), "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+        let e = SystemdUnit::parse(Some("/a/b"), "id").unwrap_err();
+        assert!(e.to_string().contains("slice:prefix:name"), "{e}");
     }
 
     #[test]

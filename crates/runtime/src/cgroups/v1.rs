@@ -837,7 +837,13 @@ impl Manager for V1Manager {
     }
 
     fn destroy(&self) -> Result<()> {
-        let dirs = self.distinct();
+        // Directories already gone are fine (systemd may have removed a unit's, and with it
+        // the parents that tell where the hierarchy's root is).
+        let dirs: Vec<&Dir> = self
+            .distinct()
+            .into_iter()
+            .filter(|d| d.path.exists())
+            .collect();
         for d in &dirs {
             files::check_below_root(&d.path, &d.root())?;
         }
