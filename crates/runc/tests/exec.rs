@@ -120,7 +120,21 @@ fn exec_joins_the_containers_cgroup_in_every_hierarchy() {
         theirs.iter().any(|(c, _)| c.is_empty()),
         "no unified line for the init: {theirs:?}"
     );
-    for (c, path) in &theirs {
+    // A v1 hierarchy the host has no mount of (one another program mounted in a namespace
+    // of its own, and that outlived it) cannot be joined by any runtime: left out.
+    let mounted: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(" - cgroup "))
+        .filter_map(|(_, rest)| rest.split(' ').nth(1).map(str::to_string))
+        .collect();
+    let joinable = |c: &str| {
+        c.is_empty()
+            || mounted
+                .iter()
+                .any(|opts| c.split(',').all(|part| opts.split(',').any(|o| o == part)))
+    };
+    for (c, path) in theirs.iter().filter(|(c, _)| joinable(c)) {
         assert!(path.ends_with(&id), "init in {c}:{path}");
     }
     assert_eq!(

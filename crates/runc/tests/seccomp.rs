@@ -683,6 +683,7 @@ fn exec_hands_its_own_listener_to_the_agent() {
     let st = env.state(&id);
     assert_eq!(st["status"], "running", "{st:#}");
     let init = st["pid"].as_i64().unwrap();
+    wait_until(Duration::from_secs(5), || !agent.received().is_empty());
     assert_eq!(agent.received().len(), 1);
     assert_eq!(agent.received()[0].state["pid"], init);
 
@@ -748,6 +749,9 @@ fn exec_hands_its_own_listener_to_the_agent() {
         "mkdir /tmp/q-fake && echo thawed-fake-made > /tmp/q.log",
     ])
     .ok();
+    // `exec -d` returns once the agent has the fd; the agent's thread records it a moment
+    // later.
+    wait_until(Duration::from_secs(5), || agent.received().len() >= 4);
     let got = agent.received();
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(got[3].state["state"]["status"], "paused", "{:?}", got[3]);
