@@ -730,7 +730,11 @@ fn features() -> serde_json::Value {
         "tmpcopyup",
         "unbindable",
     ];
-    mount_options.extend(warden_runtime::rootfs::mounts::RECURSIVE_OPTIONS);
+    mount_options.extend(
+        warden_runtime::rootfs::mounts::RECURSIVE_OPTIONS
+            .iter()
+            .map(|(name, _, _)| *name),
+    );
     mount_options.sort_unstable();
     serde_json::json!({
         "ociVersionMin": "1.0.0",

@@ -126,55 +126,40 @@ impl Options {
     }
 }
 
-/// A recursive mount attribute option (runc's list): whether it sets (else clears) the
-/// `MOUNT_ATTR_*` it names. The atime ones name a value of the atime field: `ratime`,
-/// `rnorelatime` and `rnostrictatime` clear what they name, which leaves relatime.
-pub fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+/// The recursive mount attribute options (runc's list): each with whether it sets (else
+/// clears) the `MOUNT_ATTR_*` it names. The atime ones name a value of the atime field:
+/// `ratime`, `rnorelatime` and `rnostrictatime` clear what they name, which leaves relatime.
+pub const RECURSIVE_OPTIONS: &[(&str, bool, u64)] = {
     use idmap::*;
-    Some(match opt {
-        "rro" => (true, MOUNT_ATTR_RDONLY),
-        "rrw" => (false, MOUNT_ATTR_RDONLY),
-        "rnosuid" => (true, MOUNT_ATTR_NOSUID),
-        "rsuid" => (false, MOUNT_ATTR_NOSUID),
-        "rnodev" => (true, MOUNT_ATTR_NODEV),
-        "rdev" => (false, MOUNT_ATTR_NODEV),
-        "rnoexec" => (true, MOUNT_ATTR_NOEXEC),
-        "rexec" => (false, MOUNT_ATTR_NOEXEC),
-        "rnodiratime" => (true, MOUNT_ATTR_NODIRATIME),
-        "rdiratime" => (false, MOUNT_ATTR_NODIRATIME),
-        "rrelatime" => (true, MOUNT_ATTR_RELATIME),
-        "rnorelatime" => (false, MOUNT_ATTR_RELATIME),
-        "rnoatime" => (true, MOUNT_ATTR_NOATIME),
-        "ratime" => (false, MOUNT_ATTR_NOATIME),
-        "rstrictatime" => (true, MOUNT_ATTR_STRICTATIME),
-        "rnostrictatime" => (false, MOUNT_ATTR_STRICTATIME),
-        "rnosymfollow" => (true, MOUNT_ATTR_NOSYMFOLLOW),
-        "rsymfollow" => (false, MOUNT_ATTR_NOSYMFOLLOW),
-        _ => return None,
-    })
-}
+    &[
+        ("rro", true, MOUNT_ATTR_RDONLY),
+        ("rrw", false, MOUNT_ATTR_RDONLY),
+        ("rnosuid", true, MOUNT_ATTR_NOSUID),
+        ("rsuid", false, MOUNT_ATTR_NOSUID),
+        ("rnodev", true, MOUNT_ATTR_NODEV),
+        ("rdev", false, MOUNT_ATTR_NODEV),
+        ("rnoexec", true, MOUNT_ATTR_NOEXEC),
+        ("rexec", false, MOUNT_ATTR_NOEXEC),
+        ("rnodiratime", true, MOUNT_ATTR_NODIRATIME),
+        ("rdiratime", false, MOUNT_ATTR_NODIRATIME),
+        ("rrelatime", true, MOUNT_ATTR_RELATIME),
+        ("rnorelatime", false, MOUNT_ATTR_RELATIME),
+        ("rnoatime", true, MOUNT_ATTR_NOATIME),
+        ("ratime", false, MOUNT_ATTR_NOATIME),
+        ("rstrictatime", true, MOUNT_ATTR_STRICTATIME),
+        ("rnostrictatime", false, MOUNT_ATTR_STRICTATIME),
+        ("rnosymfollow", true, MOUNT_ATTR_NOSYMFOLLOW),
+        ("rsymfollow", false, MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+};
 
-/// The recursive options `features` lists (every name [`recursive_attr`] knows).
-pub const RECURSIVE_OPTIONS: &[&str] = &[
-    "ratime",
-    "rdev",
-    "rdiratime",
-    "rexec",
-    "rnoatime",
-    "rnodev",
-    "rnodiratime",
-    "rnoexec",
-    "rnorelatime",
-    "rnostrictatime",
-    "rnosuid",
-    "rnosymfollow",
-    "rrelatime",
-    "rro",
-    "rrw",
-    "rstrictatime",
-    "rsuid",
-    "rsymfollow",
-];
+/// The entry of [`RECURSIVE_OPTIONS`] for `opt`, as (sets, attribute).
+fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    RECURSIVE_OPTIONS
+        .iter()
+        .find(|(name, _, _)| *name == opt)
+        .map(|&(_, set, attr)| (set, attr))
+}
 
 /// The flag of a propagation name (`rslave`, `private`...).
 pub fn propagation_flag(name: &str) -> Option<MsFlags> {
