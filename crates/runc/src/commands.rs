@@ -708,18 +708,63 @@ fn features() -> serde_json::Value {
         namespaces.push("time");
     }
     namespaces.extend(["user", "uts"]);
+    let mut mount_options = vec![
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "idmap",
+        "iversion",
+        "lazytime",
+        "loud",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "noiversion",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "nosymfollow",
+        "private",
+        "rbind",
+        "relatime",
+        "remount",
+        "ridmap",
+        "ro",
+        "rprivate",
+        "rshared",
+        "rslave",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "symfollow",
+        "sync",
+        "tmpcopyup",
+        "unbindable",
+    ];
+    mount_options.extend(
+        warden_runtime::rootfs::mounts::RECURSIVE_OPTIONS
+            .iter()
+            .map(|(name, _, _)| *name),
+    );
+    mount_options.sort_unstable();
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-            "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec",
-            "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
-            "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
-            "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow",
-            "sync", "unbindable"
-        ],
+        "mountOptions": mount_options,
         "linux": {
             "namespaces": namespaces,
             "capabilities": warden_runtime::security::caps::known(),
@@ -734,8 +779,8 @@ fn features() -> serde_json::Value {
             },
             "apparmor": {"enabled": true},
             "selinux": {"enabled": false},
-            // runtime-spec features.md: what is not here (intelRdt, netDevices, idmapped
-            // mounts, mount extensions) is refused by name at create.
+            // runtime-spec features.md: what is not here (intelRdt, netDevices) is refused
+            // by name at create. Idmapped mounts are bind mounts only, as runc's.
             "intelRdt": {"enabled": false},
             "memoryPolicy": {
                 "modes": [
@@ -745,7 +790,7 @@ fn features() -> serde_json::Value {
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
             },
             "netDevices": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "potentiallyUnsafeConfigAnnotations": [],
         "annotations": {

@@ -124,8 +124,7 @@ fn spec_prints_runcs_template() {
 #[test]
 fn bind_mount_with_filesystem_data_options_is_bound() {
     // The kernel ignores data on MS_BIND; runc and crun accept such a bind. The mount
-    // attributes beside it still take effect. (errors.rs keeps `rro`, which we do not
-    // implement, an error.)
+    // attributes beside it still take effect (mount_attrs.rs: the recursive ones).
     let env = Env::new("bind-data");
     let src = env.dir().join("bind-data-src");
     fs::create_dir_all(&src).unwrap();

@@ -275,27 +275,6 @@ fn commands_on_a_container_that_does_not_exist() {
 }
 
 #[test]
-fn bind_mount_option_we_do_not_implement_is_refused() {
-    // `rro` (recursive read-only) dropped silently would leave the mount writable.
-    let env = Env::new("bind-rro");
-    let id = env.new_id();
-    let src = env.dir().join("rro-src");
-    fs::create_dir_all(&src).unwrap();
-    let b = env.bundle(&id, |s| {
-        marked(s, &id);
-        s["mounts"].as_array_mut().unwrap().push(json!({
-            "destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", "rro"]
-        }));
-    });
-    create_fails_cleanly(
-        &env,
-        &id,
-        &b,
-        "mount /mnt: option \"rro\" is not supported on bind mounts",
-    );
-}
-
-#[test]
 fn device_path_outside_dev_is_refused() {
     let env = Env::new("dev-escape");
     let id = env.new_id();
@@ -433,16 +412,6 @@ fn bad_values_of_the_newer_fields_are_refused_naming_them() {
         (
             Box::new(|s| s["linux"]["resources"]["memory"] = json!({"useHierarchy": false})),
             "linux.resources.memory.useHierarchy: false is not possible",
-        ),
-        (
-            Box::new(|s| {
-                s["mounts"].as_array_mut().unwrap().push(json!({
-                    "destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["bind"],
-                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
-                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
-                }))
-            }),
-            "mounts: /mnt: uidMappings/gidMappings (an idmapped mount) are not supported",
         ),
         (
             Box::new(|s| s["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}})),

@@ -801,21 +801,8 @@ fn personality_linux32_is_set_before_exec() {
         s["linux"]["personality"] = json!({"domain": "LINUX32"});
         args(s, &["sh", "-c", script]);
     });
-    if std::path::Path::new("/usr/bin/crun").exists() && !cgroup_v2() {
-        // crun refuses this host's hybrid layout unless the empty cgroup2 mount is out of
-        // its sight (bench/lifecycle.sh does the same).
-        let crun = std::process::Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg("umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
-            .arg("crun")
-            .arg("--root")
-            .arg(env.dir().join("crun-root"))
-            .args(["run", "-b", b.to_str().unwrap(), &format!("{id}-crun")])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        assert!(crun.status.success(), "crun: {crun:?}");
-        assert_eq!(String::from_utf8_lossy(&crun.stdout), "i686\n00000008\n");
+    if let Some(theirs) = crun(&env, &b, &id) {
+        assert_eq!(theirs, "i686\n00000008\n");
     }
     let out = env.runc(&["run", "-b", b.to_str().unwrap(), &id]).ok();
     assert_eq!(out.lines(), ["i686", "00000008"], "{}", out.describe());

@@ -227,6 +227,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         })
         .transpose()?;
 
+    // Idmapped mounts are made here, in the host's user namespace (the init, in a user
+    // namespace of its own, could not idmap a host filesystem) and before anything of the
+    // container exists; the init attaches them.
+    let detached = crate::rootfs::idmap::detached_mounts(spec, &bundle.dir)?;
+
     state::ensure_root(&opts.root)?;
     let dir = State::dir(&opts.root, &opts.id);
     match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
@@ -360,8 +365,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             cgroup_paths: &cgroup_paths,
             hook_state: st.oci(Status::Creating),
             seccomp: seccomp.as_ref(),
+            detached: &detached,
         });
     }
+    drop(detached);
     undo.child = Some(pid);
     plan.leave_time_namespace(runtime_time_ns)?;
     drop(child_ch);

@@ -289,10 +289,18 @@ fn validate(spec: &Spec) -> std::result::Result<(), String> {
         validate_linux_extras(linux)?;
     }
     for m in spec.mounts().iter().flatten() {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+        crate::rootfs::idmap::requested(m, spec)?;
+        // crun's `idmap=uids=...;gids=...` would otherwise be filesystem data, dropped on
+        // a bind mount.
+        if let Some(o) = m
+            .options()
+            .iter()
+            .flatten()
+            .find(|o| o.starts_with("idmap=") || o.starts_with("ridmap="))
+        {
             return Err(format!(
-                "mounts: {}: uidMappings/gidMappings (an idmapped mount) are not supported by \
-                 this runtime",
+                "mounts: {}: option {o:?} (crun's mapping syntax) is not supported: give the \
+                 mount uidMappings and gidMappings",
                 m.destination().display()
             ));
         }

@@ -97,7 +97,7 @@ pub fn mount_idmapped_lower(dir: &Path, base: &Path, ns: &UserNamespace) -> Resu
     let raw = namespace_fd(ns)?;
     // SAFETY: the fd is held in FDS for the daemon's life.
     let userns = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-    let tree = idmap::clone_idmapped(base, userns.as_fd()).map_err(|e| {
+    let tree = idmap::clone_idmapped(base, userns.as_fd(), idmap::Depth::Mount).map_err(|e| {
         if let warden_runtime::Error::Sys { errno, .. } = &e {
             refuse_if_lasting(base, *errno);
         }
@@ -105,7 +105,9 @@ pub fn mount_idmapped_lower(dir: &Path, base: &Path, ns: &UserNamespace) -> Resu
     })?;
     let lower = lower_dir(dir);
     std::fs::create_dir(&lower).map_err(|e| Error::io("mkdir", &lower, e))?;
-    idmap::attach(&tree, &lower).map_err(|e| Error::Sys(e.to_string()))?;
+    let target = std::fs::File::open(&lower).map_err(|e| Error::io("open", &lower, e))?;
+    idmap::attach(&tree, target.as_fd())
+        .map_err(|e| Error::Sys(format!("{e} (to {})", lower.display())))?;
     Ok(lower)
 }
 

@@ -1031,3 +1031,26 @@ pub fn host_dir(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
     }
     d
 }
+
+/// Runs the bundle with crun 1.8.1 (as `<id>-crun`, for a test to compare with) where that is
+/// possible: crun installed and a cgroup v1 host (crun refuses this host's hybrid layout
+/// unless the empty cgroup2 mount is out of its sight, as bench/lifecycle.sh does). Returns
+/// its stdout, None where it cannot run; panics if crun fails the bundle. crun 1.8 refuses
+/// any ociVersion after 1.0.2.
+pub fn crun(env: &Env, bundle: &Path, id: &str) -> Option<String> {
+    if !Path::new("/usr/bin/crun").exists() || cgroup_v2() {
+        return None;
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg("crun")
+        .arg("--root")
+        .arg(env.dir().join("crun-root"))
+        .args(["run", "-b", bundle.to_str().unwrap(), &format!("{id}-crun")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "crun fails the bundle: {out:?}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -39,6 +39,9 @@ pub struct InitArgs<'a> {
     pub hook_state: serde_json::Value,
     /// The compiled `linux.seccomp`, loaded by `drop_privileges` or right before the exec.
     pub seccomp: Option<&'a Filter>,
+    /// The idmapped copies of `mounts` entries the runtime made, by index; fds the clone
+    /// copied (close-on-exec).
+    pub detached: &'a BTreeMap<usize, std::os::fd::OwnedFd>,
 }
 
 /// Runs the init; never returns.
@@ -83,7 +86,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         cgroup_paths: a.cgroup_paths.clone(),
         own_mount_ns: a.plan.has(LinuxNamespaceType::Mount),
     };
-    crate::rootfs::prepare(a.spec, &opts)?;
+    crate::rootfs::prepare(a.spec, &opts, a.detached)?;
 
     let spec_hooks = a.spec.hooks().as_ref();
     if hooks::any(spec_hooks, &[Kind::Prestart, Kind::CreateRuntime]) {

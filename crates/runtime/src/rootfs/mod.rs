@@ -42,7 +42,12 @@ pub struct RootfsOptions {
 }
 
 /// Everything before pivot_root. Must run in the container's own mount namespace.
-pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
+/// `detached` holds the idmapped copies the runtime made ([`idmap::detached_mounts`]).
+pub fn prepare(
+    spec: &Spec,
+    opts: &RootfsOptions,
+    detached: &BTreeMap<usize, std::os::fd::OwnedFd>,
+) -> Result<()> {
     let linux = spec.linux().as_ref();
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
@@ -91,12 +96,13 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<()> {
         in_user_ns: opts.in_user_ns,
         new_net_ns: opts.new_net_ns,
         cgroup_paths: &opts.cgroup_paths,
+        detached,
     };
     // Bind sources given relative to the bundle (runc allows this) resolve there.
     std::env::set_current_dir(&opts.bundle).map_err(|e| Error::io("chdir", &opts.bundle, e))?;
     let all_mounts = spec.mounts().as_deref().unwrap_or_default();
-    for m in all_mounts {
-        mounts::mount_entry(m, &ctx)?;
+    for (i, m) in all_mounts.iter().enumerate() {
+        mounts::mount_entry(i, m, &ctx)?;
     }
 
     let dev_is_bound = all_mounts.iter().any(|m| {

@@ -2,12 +2,14 @@
 //! its destination inside the rootfs.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
+use super::idmap;
 use super::path::secure_join;
 use crate::error::{Error, IoContext, Result};
 
@@ -23,6 +25,12 @@ pub struct Options {
     pub propagation: Vec<MsFlags>,
     /// Filesystem-specific options (`mode=755`, `size=65536k`...).
     pub data: Vec<String>,
+    /// `MOUNT_ATTR_*` attributes the recursive options (`rro`, `rnosuid`, `rnoatime`...)
+    /// set and clear on the mount and every mount under it, with mount_setattr(2).
+    pub rec_set: u64,
+    pub rec_clear: u64,
+    /// `idmap` (false) or `ridmap` (true): see `idmap::requested`.
+    pub idmap: Option<bool>,
 }
 
 impl Options {
@@ -32,8 +40,30 @@ impl Options {
             cleared: MsFlags::empty(),
             propagation: Vec::new(),
             data: Vec::new(),
+            rec_set: 0,
+            rec_clear: 0,
+            idmap: None,
         };
         for opt in options {
+            if let Some((set, attr)) = recursive_attr(opt) {
+                if attr & idmap::MOUNT_ATTR__ATIME != 0 || attr == idmap::MOUNT_ATTR_RELATIME {
+                    // The atime setting is one value, changed only with the whole field
+                    // cleared: the last atime option wins (`rnoatime,rrelatime` is relatime).
+                    o.rec_clear |= idmap::MOUNT_ATTR__ATIME;
+                    o.rec_set = if set {
+                        (o.rec_set & !idmap::MOUNT_ATTR__ATIME) | attr
+                    } else {
+                        o.rec_set & !attr
+                    };
+                } else if set {
+                    o.rec_set |= attr;
+                    o.rec_clear &= !attr;
+                } else {
+                    o.rec_clear |= attr;
+                    o.rec_set &= !attr;
+                }
+                continue;
+            }
             let (set, clear) = match opt.as_str() {
                 "defaults" => (MsFlags::empty(), MsFlags::empty()),
                 "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -76,6 +106,10 @@ impl Options {
                 // `tmpcopyup` is handled by `mount_entry` (a tmpfs gets what its mount point
                 // held); crun's `copy-symlink` changes nothing for us.
                 "tmpcopyup" | "notmpcopyup" | "copy-symlink" => continue,
+                "idmap" | "ridmap" => {
+                    o.idmap = Some(opt == "ridmap");
+                    continue;
+                }
                 _ => {
                     o.data.push(opt.clone());
                     continue;
@@ -92,36 +126,39 @@ impl Options {
     }
 }
 
-/// An option of the runtime-spec's mount attributes (recursive flags, id-mapped mounts)
-/// rather than filesystem data.
-fn is_mount_attribute(opt: &str) -> bool {
-    matches!(opt, "idmap" | "ridmap")
-        || opt.starts_with("idmap=")
-        || opt.starts_with("ridmap=")
-        || opt.strip_prefix('r').is_some_and(|base| {
-            matches!(
-                base,
-                "ro" | "rw"
-                    | "suid"
-                    | "nosuid"
-                    | "dev"
-                    | "nodev"
-                    | "exec"
-                    | "noexec"
-                    | "sync"
-                    | "async"
-                    | "atime"
-                    | "noatime"
-                    | "diratime"
-                    | "nodiratime"
-                    | "relatime"
-                    | "norelatime"
-                    | "strictatime"
-                    | "nostrictatime"
-                    | "symfollow"
-                    | "nosymfollow"
-            )
-        })
+/// The recursive mount attribute options (runc's list): each with whether it sets (else
+/// clears) the `MOUNT_ATTR_*` it names. The atime ones name a value of the atime field:
+/// `ratime`, `rnorelatime` and `rnostrictatime` clear what they name, which leaves relatime.
+pub const RECURSIVE_OPTIONS: &[(&str, bool, u64)] = {
+    use idmap::*;
+    &[
+        ("rro", true, MOUNT_ATTR_RDONLY),
+        ("rrw", false, MOUNT_ATTR_RDONLY),
+        ("rnosuid", true, MOUNT_ATTR_NOSUID),
+        ("rsuid", false, MOUNT_ATTR_NOSUID),
+        ("rnodev", true, MOUNT_ATTR_NODEV),
+        ("rdev", false, MOUNT_ATTR_NODEV),
+        ("rnoexec", true, MOUNT_ATTR_NOEXEC),
+        ("rexec", false, MOUNT_ATTR_NOEXEC),
+        ("rnodiratime", true, MOUNT_ATTR_NODIRATIME),
+        ("rdiratime", false, MOUNT_ATTR_NODIRATIME),
+        ("rrelatime", true, MOUNT_ATTR_RELATIME),
+        ("rnorelatime", false, MOUNT_ATTR_RELATIME),
+        ("rnoatime", true, MOUNT_ATTR_NOATIME),
+        ("ratime", false, MOUNT_ATTR_NOATIME),
+        ("rstrictatime", true, MOUNT_ATTR_STRICTATIME),
+        ("rnostrictatime", false, MOUNT_ATTR_STRICTATIME),
+        ("rnosymfollow", true, MOUNT_ATTR_NOSYMFOLLOW),
+        ("rsymfollow", false, MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+};
+
+/// The entry of [`RECURSIVE_OPTIONS`] for `opt`, as (sets, attribute).
+fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    RECURSIVE_OPTIONS
+        .iter()
+        .find(|(name, _, _)| *name == opt)
+        .map(|&(_, set, attr)| (set, attr))
 }
 
 /// The flag of a propagation name (`rslave`, `private`...).
@@ -149,6 +186,8 @@ pub struct Context<'a> {
     pub new_net_ns: bool,
     /// The container's cgroup dir per controller ("" for the unified hierarchy).
     pub cgroup_paths: &'a BTreeMap<String, PathBuf>,
+    /// The idmapped copies the runtime made (`idmap::detached_mounts`), by `mounts` index.
+    pub detached: &'a BTreeMap<usize, OwnedFd>,
 }
 
 fn sys_mount(
@@ -217,8 +256,9 @@ fn at_target<T>(ctx: &Context, dest: &Path, f: impl FnOnce(&Path) -> Result<T>) 
 
 /// Mounts one entry inside the rootfs (before pivot_root). Mount points are created at the
 /// path `secure_join` resolves, but every mount(2) goes through [`at_target`], so a symlink
-/// swapped in meanwhile cannot move a mount out of the rootfs.
-pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
+/// swapped in meanwhile cannot move a mount out of the rootfs. `index` is the entry's place in
+/// `mounts` (its idmapped copy, if it has one, is `ctx.detached[index]`).
+pub fn mount_entry(index: usize, m: &Mount, ctx: &Context) -> Result<()> {
     let opts = Options::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = secure_join(ctx.rootfs, m.destination())?;
@@ -227,15 +267,8 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
 
     if typ == "bind" || opts.is_bind() {
         // The kernel ignores filesystem data on MS_BIND (`mode=755`, `size=1k` on a bind
-        // change nothing, and runc and crun accept them), but the mount-attribute options
-        // we do not implement (rro, idmap...) change what the mount allows: dropped
-        // silently, the mount would be less restricted than asked.
-        if let Some(unsupported) = opts.data.iter().find(|d| is_mount_attribute(d)) {
-            return Err(Error::Config(format!(
-                "mount {}: option {unsupported:?} is not supported on bind mounts",
-                shown.display()
-            )));
-        }
+        // change nothing, and runc and crun accept them). The mount attributes (`rro`,
+        // `idmap`...) are not data: see `Options`.
         if !opts.data.is_empty() {
             tracing::debug!(
                 "mount {}: filesystem data {:?} ignored on a bind mount",
@@ -257,10 +290,21 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
             ))
         })?;
         make_target(&dest, !meta.is_dir())?;
-        let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        at_target(ctx, shown, |t| {
-            sys_mount(Some(source), t, None, flags, None)
-        })?;
+        if let Some(tree) = ctx.detached.get(&index) {
+            let target = super::path::open_in_root(ctx.rootfs, shown)?;
+            idmap::attach(tree, target.as_fd()).map_err(|e| {
+                Error::Init(format!(
+                    "mount {}: attach the idmapped copy of {}: {e}",
+                    shown.display(),
+                    source.display()
+                ))
+            })?;
+        } else {
+            let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+            at_target(ctx, shown, |t| {
+                sys_mount(Some(source), t, None, flags, None)
+            })?;
+        }
         // Bind mounts ignore every other flag until a remount.
         let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
@@ -340,6 +384,21 @@ pub fn mount_entry(m: &Mount, ctx: &Context) -> Result<()> {
     }
     for p in &opts.propagation {
         at_target(ctx, shown, |t| sys_mount(None, t, None, *p, None))?;
+    }
+    // Last, as runc: the recursive attributes hold for the mounts under this one too. runc
+    // 1.2 applies them to bind mounts only (and drops them on others); here they hold for
+    // every type, as in runc 1.1.
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        let target = super::path::open_in_root(ctx.rootfs, shown)?;
+        idmap::set_recursive(target.as_fd(), opts.rec_set, opts.rec_clear).map_err(|e| {
+            Error::Init(format!(
+                "mount {}: mount_setattr(AT_RECURSIVE, set {:#x}, clear {:#x}) for its \
+                 recursive options: {e}",
+                shown.display(),
+                opts.rec_set,
+                opts.rec_clear
+            ))
+        })?;
     }
     Ok(())
 }
@@ -515,6 +574,29 @@ mod tests {
         assert_eq!(o.flags, MsFlags::empty());
         assert_eq!(o.cleared, MsFlags::MS_RDONLY | MsFlags::MS_NODEV);
         assert_eq!(propagation_flag("rw"), None);
+        // Recursive attributes are not data; the last atime option wins.
+        let o = Options::parse(&s(&[
+            "rbind",
+            "rro",
+            "rnosuid",
+            "rnoatime",
+            "rrelatime",
+            "idmap",
+        ]));
+        assert!(o.data.is_empty());
+        assert_eq!(
+            o.rec_set,
+            idmap::MOUNT_ATTR_RDONLY | idmap::MOUNT_ATTR_NOSUID
+        );
+        assert_eq!(o.rec_clear, idmap::MOUNT_ATTR__ATIME);
+        assert_eq!(o.idmap, Some(false));
+        let o = Options::parse(&s(&["rro", "rrw", "rstrictatime", "ridmap"]));
+        assert_eq!(o.rec_set, idmap::MOUNT_ATTR_STRICTATIME);
+        assert_eq!(
+            o.rec_clear,
+            idmap::MOUNT_ATTR_RDONLY | idmap::MOUNT_ATTR__ATIME
+        );
+        assert_eq!(o.idmap, Some(true));
         assert_eq!(propagation_flag("shared"), Some(MsFlags::MS_SHARED));
     }
 }
