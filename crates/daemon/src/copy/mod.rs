@@ -307,7 +307,16 @@ fn transfer(
     let many = src_is_dir && at::has_entries(&node.fd).map_err(|e| io("read directory", src, e))?;
     let src_name = (!contents).then(|| OsStr::from_bytes(last_name(sb)));
 
-    let result = match dst_fs.open(db, OFlag::O_PATH) {
+    let opened = match dst_fs.open(db, OFlag::O_PATH) {
+        // fs.protected_symlinks (1 on systemd hosts): a symlink someone else owns in a sticky
+        // world-writable dir (the container's /tmp) may not be followed, even by root. It is
+        // then a non-directory like any other, which the copy replaces.
+        Err(Errno::EACCES) => dst_fs
+            .open(db, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(|_| Errno::EACCES),
+        r => r,
+    };
+    let result = match opened {
         Ok(fd) => {
             let dst_st = fstat(&fd).map_err(|e| io("stat", dst, e))?;
             if at::kind(&dst_st) == Kind::Dir {
