@@ -695,3 +695,87 @@ fn no_host_descriptor_leaks_in_and_the_runtime_binaries_cannot_be_overwritten() 
     assert_eq!(digest(&init_bin), init_before);
     w.assert_clean();
 }
+
+/// The kernel surfaces a container must not reach, probed from inside privileged and
+/// unprivileged jobs by a static C program (`tests/fixtures/escape_probe.c`): the keyring,
+/// bpf, userfaultfd and perf_event_open fail with EPERM (the default profile), so does
+/// unmounting a masked path; another container's init, seen by its host pid, can be neither
+/// traced nor read through /proc (it is not in this container's pid namespace).
+#[test]
+fn kernel_surfaces_and_other_containers_are_out_of_reach() {
+    let w = Wardend::start("", "");
+    let bin = w.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/escape_probe.c");
+    let cc = Command::new("gcc")
+        .args(["-static", "-O", "-o"])
+        .arg(bin.join("escape_probe"))
+        .arg(src)
+        .output()
+        .expect("run gcc (scripts/deps.sh installs gcc and libc6-dev)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let mut c = w.client();
+    let other = create(&mut c);
+    let other_id = std::path::PathBuf::from(
+        c.info(warden_protocol::InfoRequest {
+            handle: other.clone(),
+        })
+        .unwrap()
+        .container_path
+        .unwrap(),
+    );
+    let other_id = other_id.file_name().unwrap().to_string_lossy().into_owned();
+    let state = w
+        .depot
+        .join(&other_id)
+        .join("run")
+        .join(&other_id)
+        .join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    let other_init = state["pid"].as_i64().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{other_init}/root/etc/hostname")).exists(),
+        "the host sees the other container's init"
+    );
+    let h = c
+        .create(CreateRequest {
+            bind_mounts: vec![BindMount {
+                src_path: bin.display().to_string(),
+                dst_path: "/mnt/bin".into(),
+                mode: Mode::Ro as i32,
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+        .handle;
+    let (eperm, esrch, enoent) = (libc::EPERM, libc::ESRCH, libc::ENOENT);
+    let want = format!(
+        "keyctl {eperm}\nadd_key {eperm}\nbpf {eperm}\nuserfaultfd {eperm}\n\
+         perf_event_open {eperm}\numount_masked {eperm}\nptrace_host {esrch}\n\
+         other_root {enoent}\n"
+    );
+    for privileged in [false, true] {
+        let (code, out, err) = run_as(
+            &mut c,
+            &h,
+            &format!("/mnt/bin/escape_probe {other_init}"),
+            privileged,
+        );
+        assert_eq!(code, 0, "privileged {privileged}: {err}");
+        assert_eq!(out, want, "privileged {privileged}: {err}");
+    }
+    // And nothing changed: /proc/keys still masked in the container, the other container
+    // still running.
+    let (_, out, _) = run_as(&mut c, &h, "stat -c '%t:%T' /proc/keys", true);
+    assert_eq!(out, "1:3\n");
+    let (code, out, _) = run(&mut c, &other, "cat /etc/hostname");
+    assert_eq!((code, out.trim()), (0, other_id.as_str()));
+    for handle in [h, other] {
+        c.destroy(DestroyRequest { handle }).unwrap();
+    }
+    w.assert_clean();
+}
