@@ -336,9 +336,6 @@ fn xfs_project_gone(fs: &LoopFs, project: u32) {
 #[test]
 fn xfs_project_quotas_limit_bytes_and_inodes() {
     let required = std::env::var("WARDEN_TEST_REQUIRE_XFS").is_ok_and(|v| v == "1");
-    for m in ["loop", "xfs"] {
-        let _ = Command::new("modprobe").arg(m).status();
-    }
     let fs = match LoopFs::try_new("xfs", 512) {
         Ok(fs) => fs,
         Err(e) if !required => {

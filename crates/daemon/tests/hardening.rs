@@ -381,12 +381,6 @@ fn a_base_on_an_idmappable_filesystem_is_idmapped_not_copied() {
         assert!(!required, "WARDEN_TEST_REQUIRE_IDMAP=1: {why}");
         eprintln!("skipped: {why}");
     };
-    for m in ["loop", "ext4"] {
-        let _ = Command::new("modprobe")
-            .arg(m)
-            .stderr(Stdio::null())
-            .status();
-    }
     let fs = match LoopFs::try_new("ext4", 64) {
         Ok(fs) => fs,
         Err(e) => return skip(format!("no ext4 on a loop device here ({e})")),

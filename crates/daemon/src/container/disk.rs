@@ -237,6 +237,8 @@ fn detect(depot: &Path) -> Result<Box<dyn QuotaBackend>, String> {
             btrfs::quota_enable(&fd).map_err(|e| {
                 format!("{on}: cannot turn btrfs quotas on (BTRFS_IOC_QUOTA_CTL): {e}")
             })?;
+            // What an earlier daemon could not remove yet.
+            retry_stale_qgroups(depot, None);
             Ok(Box::new(Btrfs))
         }
         _ => Err(format!(
@@ -512,6 +514,8 @@ mod btrfs {
     nix::ioctl_readwrite!(ino_lookup, MAGIC, 18, InoLookupArgs);
     nix::ioctl_readwrite!(quota_ctl, MAGIC, 40, QuotaCtlArgs);
     nix::ioctl_write_ptr!(qgroup_create, MAGIC, 42, QgroupCreateArgs);
+    // BTRFS_IOC_SYNC: commits the transaction, which wakes the cleaner.
+    nix::ioctl_none!(sync, MAGIC, 8);
     // The kernel declares it _IOR though it only reads the argument.
     nix::ioctl_read!(qgroup_limit, MAGIC, 43, QgroupLimitArgs);
     pub const QUOTA_CTL_ENABLE: u64 = 1;
@@ -736,13 +740,117 @@ pub fn remove_subvolume(layer: &Path) -> Result<(), Error> {
     };
     // SAFETY: pfd is on the same filesystem; a is a valid argument.
     match unsafe { btrfs::qgroup_create(pfd.as_raw_fd(), &a) } {
-        Ok(_) | Err(nix::Error::ENOENT) | Err(nix::Error::EBUSY) | Err(nix::Error::ENOTCONN) => {
+        Ok(_) | Err(nix::Error::ENOENT) | Err(nix::Error::ENOTCONN) => Ok(()),
+        Err(nix::Error::EBUSY) => {
+            // The cleaner has not dropped the subvolume yet; kernels before 6.7 then leave
+            // the qgroup for good (6.18 removes it by itself, and then ENOENT).
+            match layer.parent().and_then(Path::parent) {
+                Some(depot) => retry_stale_qgroups(depot, Some(id)),
+                None => tracing::warn!("qgroup 0/{id} of {} is left", layer.display()),
+            }
             Ok(())
         }
         Err(e) => Err(Error::Sys(format!(
             "BTRFS_IOC_QGROUP_CREATE (remove 0/{id}): {e}"
         ))),
     }
+}
+
+/// The qgroups of destroyed layers the kernel would not remove yet (one id a line), in the
+/// depot, so that the next daemon finishes what this one could not.
+const STALE_QGROUPS: &str = ".btrfs-stale-qgroups";
+/// Held while the stale list is read or written; true while a thread retries it.
+static STALE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// Records `id` (if any) as a stale qgroup of `depot`'s filesystem and makes sure one thread
+/// retries the list: every 200 ms a commit (which wakes the cleaner) and a removal of each,
+/// until none is left, or for 5 minutes (a daemon start tries again). Only ids recorded here
+/// are ever removed: other qgroups of the filesystem are not the daemon's.
+fn retry_stale_qgroups(depot: &Path, id: Option<u64>) {
+    let file = depot.join(STALE_QGROUPS);
+    let mut running = STALE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(id) = id {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| writeln!(f, "{id}"));
+        if let Err(e) = appended {
+            tracing::warn!(
+                "qgroup 0/{id} is left: cannot record it in {}: {e}",
+                file.display()
+            );
+        }
+    }
+    if *running || !file.exists() {
+        return;
+    }
+    *running = true;
+    drop(running);
+    let depot = depot.to_path_buf();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut running = STALE.lock().unwrap_or_else(|e| e.into_inner());
+            let left = remove_stale_qgroups(&depot, &file);
+            if left == 0 || std::time::Instant::now() > deadline {
+                if left > 0 {
+                    tracing::warn!("{left} qgroup(s) in {} still wait for the btrfs cleaner; the next daemon start retries", file.display());
+                }
+                *running = false;
+                return;
+            }
+        }
+    });
+}
+
+/// One round over the stale list: what is left (the file is rewritten, or removed when
+/// empty).
+fn remove_stale_qgroups(depot: &Path, file: &Path) -> usize {
+    let ids: Vec<u64> = std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let Ok(fd) = open_dir(depot) else {
+        return 0;
+    };
+    // SAFETY: fd is an open dir on the btrfs; the ioctl takes no argument.
+    let _ = unsafe { btrfs::sync(fd.as_raw_fd()) };
+    let left: Vec<u64> = ids
+        .into_iter()
+        .filter(|&id| {
+            let a = btrfs::QgroupCreateArgs {
+                create: 0,
+                qgroupid: id,
+            };
+            // SAFETY: as in remove_subvolume.
+            match unsafe { btrfs::qgroup_create(fd.as_raw_fd(), &a) } {
+                Ok(_) | Err(nix::Error::ENOENT) | Err(nix::Error::ENOTCONN) => false,
+                Err(nix::Error::EBUSY) => true,
+                Err(e) => {
+                    tracing::warn!("cannot remove qgroup 0/{id}: {e}");
+                    false
+                }
+            }
+        })
+        .collect();
+    let text: String = left.iter().map(|id| format!("{id}\n")).collect();
+    let written = if left.is_empty() {
+        std::fs::remove_file(file).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+    } else {
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file))
+    };
+    if let Err(e) = written {
+        tracing::warn!("{}: {e}", file.display());
+    }
+    left.len()
 }
 
 /// The level-0 qgroups of the btrfs filesystem holding `path` (subvolume ids), from sysfs.

@@ -453,6 +453,13 @@ impl LoopFs {
 
     /// As `new`; an error says which step failed.
     pub fn try_new(fstype: &str, size_mb: u64) -> Result<LoopFs, String> {
+        // Where they are modules (Debian's kernel in the lane), nothing loads them before.
+        for m in ["loop", fstype] {
+            let _ = Command::new("modprobe")
+                .arg(m)
+                .stderr(Stdio::null())
+                .status();
+        }
         let dir = tempfile::Builder::new()
             .prefix("wardend-loopfs")
             .tempdir()
