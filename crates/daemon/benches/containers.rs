@@ -12,7 +12,8 @@
 //! `BENCH_N` (sequential iterations, default 100), `BENCH_IDLE` (idle containers for the
 //! memory figure, default 20), `BENCH_DISK=0` to leave out the disk quota rows, `BENCH_USER`
 //! (a `user:` key of the daemon's config, e.g. `container_root_is_host_root: true` to
-//! measure without the user namespace).
+//! measure without the user namespace), `BENCH_SERVER` (a `server:` key, e.g.
+//! `container_seccomp_profile: unconfined` to measure without the seccomp profile).
 //!
 //! The disk quota rows: two more daemons, each on a btrfs of its own (a loop device over a
 //! sparse file; mkfs.btrfs from btrfs-progs), one with quotas off (the layer a plain dir),
@@ -65,7 +66,10 @@ fn nft_table(cgroup_parent: &str) -> String {
 }
 
 fn start() -> Daemon {
-    start_on(None, "", "", "10.236.0.0/22")
+    let extra = std::env::var("BENCH_SERVER")
+        .map(|v| format!("  {v}\n"))
+        .unwrap_or_default();
+    start_on(None, "", &extra, "10.236.0.0/22")
 }
 
 /// A daemon with its depot at `depot` (else in its temp dir), `extra` YAML lines in `server:`.
