@@ -105,33 +105,9 @@ fn an_unprivileged_job_pings_with_no_capability() {
     // only knows raw sockets, so the test builds its own static client. The job has no
     // capability at all, and the host's own range ("1 0" by default) is not changed.
     let w = Wardend::start_net("allow_host_access: true");
-    let bin = w.dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/icmp_echo.c");
-    let cc = std::process::Command::new("gcc")
-        .args(["-static", "-O", "-o"])
-        .arg(bin.join("icmp_echo"))
-        .arg(src)
-        .output()
-        .expect("run gcc (scripts/deps.sh installs gcc and libc6-dev)");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
     let host_range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
     let mut c = w.client();
-    let h = c
-        .create(CreateRequest {
-            bind_mounts: vec![BindMount {
-                src_path: bin.display().to_string(),
-                dst_path: "/mnt/bin".into(),
-                mode: Mode::Ro as i32,
-            }],
-            ..Default::default()
-        })
-        .unwrap()
-        .handle;
+    let h = create_with_fixture(&w, &mut c, "icmp_echo");
     let i = info(&mut c, &h);
     let (host_ip, own_ip) = (i.host_ip.unwrap(), i.container_ip.unwrap());
     let (code, out, err) = run(

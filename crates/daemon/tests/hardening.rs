@@ -698,20 +698,6 @@ fn no_host_descriptor_leaks_in_and_the_runtime_binaries_cannot_be_overwritten() 
 #[test]
 fn kernel_surfaces_and_other_containers_are_out_of_reach() {
     let w = Wardend::start("", "");
-    let bin = w.dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/escape_probe.c");
-    let cc = Command::new("gcc")
-        .args(["-static", "-O", "-o"])
-        .arg(bin.join("escape_probe"))
-        .arg(src)
-        .output()
-        .expect("run gcc (scripts/deps.sh installs gcc and libc6-dev)");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
     let mut c = w.client();
     let other = create(&mut c);
     let other_id = std::path::PathBuf::from(
@@ -735,17 +721,7 @@ fn kernel_surfaces_and_other_containers_are_out_of_reach() {
         Path::new(&format!("/proc/{other_init}/root/etc/hostname")).exists(),
         "the host sees the other container's init"
     );
-    let h = c
-        .create(CreateRequest {
-            bind_mounts: vec![BindMount {
-                src_path: bin.display().to_string(),
-                dst_path: "/mnt/bin".into(),
-                mode: Mode::Ro as i32,
-            }],
-            ..Default::default()
-        })
-        .unwrap()
-        .handle;
+    let h = create_with_fixture(&w, &mut c, "escape_probe");
     let (eperm, esrch, enoent) = (libc::EPERM, libc::ESRCH, libc::ENOENT);
     let want = format!(
         "keyctl {eperm}\nadd_key {eperm}\nbpf {eperm}\nuserfaultfd {eperm}\n\

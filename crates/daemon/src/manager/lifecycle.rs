@@ -46,15 +46,17 @@ impl Manager {
             ));
         }
         let base = match &req.rootfs {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                if !p.is_dir() {
-                    return Err(Error::Request(format!("rootfs {} not found", p.display())));
-                }
-                p
-            }
+            Some(p) => PathBuf::from(p),
             None => self.config.server.container_rootfs_path.clone(),
         };
+        // Before anything is taken or made (the default's too: a daemon whose
+        // container_rootfs_path is missing fails each create here, not half-way).
+        if !base.is_dir() {
+            return Err(Error::Request(format!(
+                "rootfs {} not found",
+                base.display()
+            )));
+        }
         let mut binds = Vec::new();
         for m in &req.bind_mounts {
             let src = PathBuf::from(&m.src_path);

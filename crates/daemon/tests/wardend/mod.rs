@@ -545,3 +545,33 @@ fn mounted(p: &Path) -> bool {
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
 }
+
+/// Builds `tests/fixtures/<name>.c` (static, so that it runs on the busybox rootfs) into
+/// `<the daemon's dir>/bin/` and creates a container with that dir bound read-only at
+/// `/mnt/bin`: the container's handle.
+pub fn create_with_fixture(w: &Wardend, c: &mut Client, name: &str) -> String {
+    let bin = w.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let src = format!("{}/tests/fixtures/{name}.c", env!("CARGO_MANIFEST_DIR"));
+    let cc = Command::new("gcc")
+        .args(["-static", "-O", "-o"])
+        .arg(bin.join(name))
+        .arg(&src)
+        .output()
+        .expect("run gcc (scripts/deps.sh installs gcc and libc6-dev)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    c.create(warden_protocol::CreateRequest {
+        bind_mounts: vec![warden_protocol::BindMount {
+            src_path: bin.display().to_string(),
+            dst_path: "/mnt/bin".into(),
+            mode: warden_protocol::Mode::Ro as i32,
+        }],
+        ..Default::default()
+    })
+    .unwrap()
+    .handle
+}
