@@ -368,6 +368,7 @@ fn restore(cli: &Cli, a: &crate::cli::RestoreArgs) -> Result<i32> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         detach: a.detach,
+        systemd_cgroup: cli.global.systemd_cgroup,
     };
     if a.detach {
         checkpoint::restore(&opts)?;

@@ -570,6 +570,137 @@ fn a_unit_in_use_is_refused() {
     assert_eq!(sd.show(&unit, "LoadState"), "not-found", "{name}");
 }
 
+/// `restore --systemd-cgroup`: the restored container is a transient scope again, with its
+/// limits and the restored process in it, and counts on from where it was checkpointed;
+/// delete stops the scope. runc first, and only where runc's checkpoint works under this
+/// systemd: on this development host's 6.18 Debian's CRIU cannot start (checkpoint.rs), and
+/// in the v2 lane CRIU cannot seize a process in the test systemd's pid namespace, so today
+/// this runs only on a host where both work.
+#[test]
+fn a_restored_container_is_a_transient_scope_again() {
+    if let Some(reason) = criu_unusable() {
+        eprintln!("CRIU cannot work here ({reason}): restore --systemd-cgroup not tested");
+        return;
+    }
+    let env = Env::new("sd-restore");
+    let Some(sd) = Systemd::start(&env) else {
+        return;
+    };
+    for (name, bin) in runtimes() {
+        let id = format!("t-sdr-{name}-{}", std::process::id());
+        let unit = format!("wtest-{id}.scope");
+        let root = env.dir().join(format!("root-{name}"));
+        let img = env.dir().join(format!("img-{name}"));
+        let out = host_dir(&env, &format!("count-{name}"), &[]);
+        let count = out.join("n");
+        let b = env.bundle(&id, |s| {
+            s["process"]["args"] = json!([
+                "sh",
+                "-c",
+                "i=0; while :; do i=$((i+1)); echo $i > /mnt/n; sleep 0.1; done"
+            ]);
+            s["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/mnt", "type": "bind", "source": out, "options": ["rbind", "rw"]
+            }));
+            s["linux"]["cgroupsPath"] = format!("system.slice:wtest:{id}").into();
+            s["linux"]["resources"]["pids"] = json!({"limit": 40});
+        });
+        let b = b.to_str().unwrap();
+        let n = || -> u64 {
+            fs::read_to_string(&count)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let slow = Duration::from_secs(120);
+        sd.runtime(bin, &root, &["run", "-d", "-b", b, &id]).ok();
+        assert!(
+            wait_until(slow, || n() >= 3),
+            "{name}: the counter does not count"
+        );
+        let imgs = img.to_str().unwrap();
+        let ck = sd.runtime(bin, &root, &["checkpoint", "--image-path", imgs, &id]);
+        if ck.code != 0 && name == "runc" {
+            // In the v2 lane CRIU cannot seize a container inside this test's systemd pid
+            // namespace ("Unseizable non-zombie", runc 1.1.5 and warden-runc alike): the
+            // scenario is not sound here, and warden-runc is not judged on it.
+            eprintln!(
+                "runc's checkpoint fails under this systemd: not tested\n{}\n{}",
+                ck.describe(),
+                criu_errors(&img.join("dump.log"))
+            );
+            sd.runtime(bin, &root, &["delete", "--force", &id]).ok();
+            return;
+        }
+        assert_eq!(
+            ck.code,
+            0,
+            "{name}: {}\n--- dump.log\n{}",
+            ck.describe(),
+            criu_errors(&img.join("dump.log"))
+        );
+        assert_eq!(
+            sd.show(&unit, "LoadState"),
+            "not-found",
+            "{name}: after checkpoint"
+        );
+        let at = n();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(n(), at, "{name}: counting after the checkpoint");
+
+        let rs = sd.runtime(
+            bin,
+            &root,
+            &["restore", "-d", "--image-path", imgs, "-b", b, &id],
+        );
+        assert_eq!(
+            rs.code,
+            0,
+            "{name}: {}\n--- restore.log\n{}",
+            rs.describe(),
+            criu_errors(&img.join("restore.log"))
+        );
+        assert_eq!(sd.show(&unit, "ActiveState"), "active", "{name}");
+        assert_eq!(sd.show(&unit, "Delegate"), "yes", "{name}");
+        assert_eq!(sd.show(&unit, "TasksMax"), "40", "{name}");
+        assert_eq!(
+            sd.show(&unit, "ControlGroup"),
+            format!("{}/system.slice/{unit}", sd.root()),
+            "{name}"
+        );
+        let state: serde_json::Value =
+            serde_json::from_str(&sd.runtime(bin, &root, &["state", &id]).ok().stdout).unwrap();
+        assert_eq!(state["status"], "running", "{name}");
+        let pid = state["pid"].as_i64().unwrap() as i32;
+        assert!(
+            sd.unit_pids(&unit).contains(&pid),
+            "{name}: the restored init {pid} is not in {unit}: {:?}",
+            sd.unit_pids(&unit)
+        );
+        assert!(
+            wait_until(slow, || n() > at + 2),
+            "{name}: the restored counter"
+        );
+
+        sd.runtime(bin, &root, &["delete", "--force", &id]).ok();
+        assert_eq!(
+            sd.show(&unit, "LoadState"),
+            "not-found",
+            "{name}: after delete"
+        );
+        assert!(!root.join(&id).exists(), "{name}: state left");
+    }
+}
+
+/// The error lines of a CRIU log, then its last lines.
+fn criu_errors(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let errors = lines.iter().filter(|l| l.contains("Error ("));
+    let tail = &lines[lines.len().saturating_sub(25)..];
+    errors.chain(tail).copied().collect::<Vec<_>>().join("\n")
+}
+
 /// Where systemd does not manage the host, `--systemd-cgroup` maps `slice:prefix:name` to
 /// the cgroupfs path systemd would have used.
 #[test]

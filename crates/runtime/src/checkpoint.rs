@@ -12,7 +12,8 @@
 //!   root, the external mounts bound from the host again, the recorded pipes replaced by the
 //!   restoring caller's fds 0-2 (so a new conmon, shell or test reads the process's output),
 //!   a network namespace given by path passed in, and the tree placed in the new cgroup
-//!   (CRIU runs in it, as runc does). The restored init is the caller's child
+//!   (CRIU runs in it, and the image's cgroup paths are rewritten to the new container's,
+//!   as runc does: see [`CriuConfig`]). The restored init is the caller's child
 //!   (`rst_sibling`), and the container is `running` for every later command.
 //!
 //! A failure leaves nothing: a checkpoint that fails removes what it wrote into the image dir
@@ -49,6 +50,8 @@ pub const DESCRIPTORS_FILE: &str = "descriptors.json";
 /// CRIU's logs, in the work dir.
 pub const DUMP_LOG: &str = "dump.log";
 pub const RESTORE_LOG: &str = "restore.log";
+/// The CRIU config a restore writes (its cgroup roots), in the container's state dir.
+const CRIU_RESTORE_CONFIG: &str = "criu-restore.conf";
 /// runc's floor: the RPC's VERSION request came with CRIU 3.0.
 const MIN_CRIU_VERSION: u32 = 30000;
 
@@ -121,6 +124,9 @@ pub struct RestoreOptions {
     pub console_socket: Option<PathBuf>,
     /// The caller will not stay attached: a terminal then needs a console socket.
     pub detach: bool,
+    /// runc's `--systemd-cgroup`: where systemd manages the host, the restored container's
+    /// cgroup is a transient scope as at create (`cgroups::systemd`).
+    pub systemd_cgroup: bool,
 }
 
 /// A restored container: its state and its init, the caller's child.
@@ -541,6 +547,8 @@ struct RestoreUndo {
     dir: Option<PathBuf>,
     criu_root: Option<PathBuf>,
     cgroup: Option<Box<dyn Manager>>,
+    /// The systemd scope started for the container.
+    systemd_unit: Option<String>,
     child: Option<Pid>,
 }
 
@@ -569,6 +577,11 @@ impl Drop for RestoreUndo {
             let _ = waitpid(pid, None);
         }
         let unmounted = self.unmount_root();
+        if let Some(unit) = self.systemd_unit.take() {
+            if let Err(e) = cgroups::systemd::Bus::connect().and_then(|b| b.stop(&unit)) {
+                tracing::warn!("undo restore: stop unit {unit}: {e}");
+            }
+        }
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.destroy() {
                 tracing::warn!("undo restore: {e}");
@@ -590,17 +603,99 @@ struct InCgroup {
 }
 
 impl InCgroup {
-    fn enter(cg: &dyn Manager) -> Result<InCgroup> {
+    /// Where the calling process is now, in the hierarchies of `cg`: it goes back there on
+    /// drop.
+    fn leaving_home(cg: &dyn Manager) -> Result<InCgroup> {
         let keys = cg.paths();
         let own = cgroups::own_paths()?
             .into_iter()
             .filter(|(k, _)| keys.contains_key(k))
             .collect::<BTreeMap<_, _>>();
         let home = cgroups::from_paths(&own)?;
-        let guard = InCgroup { home: Some(home) };
+        Ok(InCgroup { home: Some(home) })
+    }
+
+    fn enter(cg: &dyn Manager) -> Result<InCgroup> {
+        let guard = InCgroup::leaving_home(cg)?;
         cg.add_task(std::process::id() as i32)?;
         Ok(guard)
     }
+}
+
+/// The config file CRIU reads for one restore, through `CRIU_CONFIG_FILE` (swrk reads it as
+/// the command line does, and rust-criu has no RPC field for this): a `cgroup-root` per
+/// hierarchy the container has, so CRIU rewrites the cgroup paths of the image (those of the
+/// checkpointed container) to the new container's, as runc does with the RPC's `cg_root`.
+/// Without it a container restored under another `cgroupsPath` would land in the old cgroup
+/// (made again by CRIU) while its state named the new one. A `CRIU_CONFIG_FILE` of the
+/// caller's is kept: its text comes first. The variable is put back on drop.
+struct CriuConfig {
+    previous: Option<std::ffi::OsString>,
+}
+
+const CRIU_CONFIG_ENV: &str = "CRIU_CONFIG_FILE";
+
+impl CriuConfig {
+    /// Must be called while the calling process is in the container's cgroup.
+    fn cgroup_roots(path: &Path, cg: &dyn Manager) -> Result<CriuConfig> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").ctx("read", "/proc/self/cgroup")?;
+        let keys = cg.paths();
+        let lines = cgroups::parse_proc_cgroup(&own)
+            .into_iter()
+            .filter(|l| {
+                if l.controllers.is_empty() {
+                    keys.contains_key("")
+                } else {
+                    l.controllers.iter().any(|c| keys.contains_key(c))
+                }
+            })
+            .collect::<Vec<_>>();
+        let previous = std::env::var_os(CRIU_CONFIG_ENV);
+        let mut text = match &previous {
+            Some(p) => std::fs::read_to_string(p).ctx("read the CRIU config", Path::new(p))?,
+            None => String::new(),
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&cgroup_root_options(&lines)?);
+        std::fs::write(path, text).ctx("write", path)?;
+        // SAFETY: restore runs in a single-threaded process (see `restore`).
+        std::env::set_var(CRIU_CONFIG_ENV, path);
+        Ok(CriuConfig { previous })
+    }
+}
+
+impl Drop for CriuConfig {
+    fn drop(&mut self) {
+        match self.previous.take() {
+            Some(p) => std::env::set_var(CRIU_CONFIG_ENV, p),
+            None => std::env::remove_var(CRIU_CONFIG_ENV),
+        }
+    }
+}
+
+/// CRIU's `cgroup-root [controller:]path` options for the given /proc/self/cgroup lines: the
+/// cgroup2 line's path is the root for every controller not named, each v1 controller gets
+/// its hierarchy's path (runc names them one by one too: `cpu` and `cpuacct` of a shared
+/// hierarchy each).
+fn cgroup_root_options(lines: &[cgroups::ProcCgroup]) -> Result<String> {
+    let mut out = String::new();
+    for l in lines {
+        if l.path.is_empty() || l.path.contains(|c: char| c.is_whitespace() || c == '"') {
+            return Err(Error::Config(format!(
+                "restore: cgroup path {:?} cannot be passed to CRIU (empty, blank or quote)",
+                l.path
+            )));
+        }
+        if l.controllers.is_empty() {
+            out.push_str(&format!("cgroup-root {}\n", l.path));
+        }
+        for c in &l.controllers {
+            out.push_str(&format!("cgroup-root {c}:{}\n", l.path));
+        }
+    }
+    Ok(out)
 }
 
 impl Drop for InCgroup {
@@ -675,26 +770,35 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         dir: Some(dir.clone()),
         criu_root: None,
         cgroup: None,
+        systemd_unit: None,
         child: None,
     };
 
     let linux = spec.linux().as_ref();
-    let cg = cgroups::new_manager(
-        linux
-            .and_then(|l| l.cgroups_path().as_ref())
-            .map(|p| p.to_string_lossy())
-            .as_deref(),
-        &opts.id,
-    )?;
+    let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref());
+    let cgroups_path = cgroups_path.map(|p| p.to_string_lossy());
+    let systemd =
+        crate::container::systemd_plan(opts.systemd_cgroup, &opts.id, cgroups_path.as_deref())?;
+    let cg = match &systemd {
+        Some((_, path)) => cgroups::new_manager(Some(path), &opts.id)?,
+        None => cgroups::new_manager(cgroups_path.as_deref(), &opts.id)?,
+    };
     if !cg.procs().unwrap_or_default().is_empty() {
         return Err(Error::Config(
             "restore needs a cgroup of its own: the container's cgroup has processes".into(),
         ));
     }
-    cg.create()?;
+    let resources = crate::container::resources_with_default_devices(spec);
+    // A systemd scope is started with CRIU's parent (this process) in it, just before CRIU
+    // runs; the cgroup is made and its limits written then.
+    if systemd.is_none() {
+        cg.create()?;
+    }
     let cgroup_paths = cg.paths();
     let cg = &**undo.cgroup.insert(cg);
-    cg.apply(&crate::container::resources_with_default_devices(spec))?;
+    if systemd.is_none() {
+        cg.apply(&resources)?;
+    }
 
     // CRIU pivots into its root: the rootfs, bound on a mount point of its own.
     let criu_root = dir.join("criu-root");
@@ -791,7 +895,24 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     RESTORED_PID.store(0, Ordering::SeqCst);
     let (result, said) = {
         // CRIU restores the tree into the cgroup it runs in (runc puts it there too).
-        let _in_cgroup = InCgroup::enter(cg)?;
+        let _in_cgroup = match &systemd {
+            None => InCgroup::enter(cg)?,
+            Some((unit, path)) => {
+                // From here on the process has zbus's threads: CRIU is the last child.
+                let guard = InCgroup::leaving_home(cg)?;
+                let me = std::process::id() as i32;
+                let (props, resources) = cgroups::systemd::properties(&resources, cg.version())?;
+                cgroups::systemd::Bus::connect()?.start(unit, &opts.id, me, props)?;
+                undo.systemd_unit = Some(unit.unit.clone());
+                crate::container::check_in_unit(me, cg.version(), path)?;
+                // The hierarchies systemd did not make (v1 controllers it does not use).
+                cg.create()?;
+                cg.apply(&resources)?;
+                cg.add_task(me)?;
+                guard
+            }
+        };
+        let _config = CriuConfig::cgroup_roots(&dir.join(CRIU_RESTORE_CONFIG), cg)?;
         with_captured_stderr(|| criu.restore())
     };
     let pid = RESTORED_PID.load(Ordering::SeqCst);
@@ -843,7 +964,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             .collect(),
         cgroup_paths,
         cgroup_shared: false,
-        systemd_unit: None,
+        systemd_unit: systemd.as_ref().map(|(u, _)| u.unit.clone()),
         host_mounts: None,
         resources: linux.and_then(|l| l.resources().clone()),
         hooks: spec.hooks().clone(),
@@ -868,6 +989,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
     undo.dir = None;
     undo.cgroup = None;
+    undo.systemd_unit = None;
     undo.child = None;
     Ok(Restored {
         state: st,
@@ -928,6 +1050,19 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn cgroup_roots_name_each_hierarchy_of_the_container() {
+        let lines = cgroups::parse_proc_cgroup("0::/w/c2\n");
+        assert_eq!(cgroup_root_options(&lines).unwrap(), "cgroup-root /w/c2\n");
+        let lines = cgroups::parse_proc_cgroup("4:cpu,cpuacct:/w/c2\n7:memory:/w/c2\n");
+        assert_eq!(
+            cgroup_root_options(&lines).unwrap(),
+            "cgroup-root cpu:/w/c2\ncgroup-root cpuacct:/w/c2\ncgroup-root memory:/w/c2\n"
+        );
+        let lines = cgroups::parse_proc_cgroup("0::/w/a b\n");
+        assert!(cgroup_root_options(&lines).is_err());
     }
 
     #[test]

@@ -268,7 +268,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let linux = spec.linux().as_ref();
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref());
     let cgroups_path = cgroups_path.map(|p| p.to_string_lossy());
-    let systemd = systemd_plan(opts, cgroups_path.as_deref())?;
+    let systemd = systemd_plan(opts.systemd_cgroup, &opts.id, cgroups_path.as_deref())?;
     let cg = match &systemd {
         Some((_, path)) => cgroups::new_manager(Some(path), &opts.id)?,
         None => cgroups::new_manager(cgroups_path.as_deref(), &opts.id)?,
@@ -451,14 +451,15 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 /// With `--systemd-cgroup` on a host systemd manages: the unit and its cgroup path (from the
 /// root of each hierarchy). Without systemd the `slice:prefix:name` path is mapped to a
 /// cgroupfs path instead (`None`), as without the flag.
-fn systemd_plan(
-    opts: &CreateOptions,
+pub(crate) fn systemd_plan(
+    systemd_cgroup: bool,
+    id: &str,
     cgroups_path: Option<&str>,
 ) -> Result<Option<(cgroups::SystemdUnit, String)>> {
-    if !opts.systemd_cgroup {
+    if !systemd_cgroup {
         return Ok(None);
     }
-    let unit = cgroups::SystemdUnit::parse(cgroups_path, &opts.id)?;
+    let unit = cgroups::SystemdUnit::parse(cgroups_path, id)?;
     if !cgroups::systemd::booted() {
         tracing::warn!(
             "--systemd-cgroup: systemd does not manage this host (no /run/systemd/system); \
@@ -473,7 +474,7 @@ fn systemd_plan(
 
 /// After the unit's start: the init must be where the paths say (systemd's root is read from
 /// /proc/1/cgroup, which a pid namespace not systemd's would get wrong).
-fn check_in_unit(pid: i32, version: cgroups::CgroupVersion, want: &str) -> Result<()> {
+pub(crate) fn check_in_unit(pid: i32, version: cgroups::CgroupVersion, want: &str) -> Result<()> {
     let file = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&file).ctx("read", &file)?;
     let got = cgroups::parse_proc_cgroup(&text)
