@@ -696,7 +696,9 @@ fn a_restored_container_is_a_transient_scope_again() {
 fn criu_errors(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let errors = lines.iter().filter(|l| l.contains("Error ("));
+    let errors = lines
+        .iter()
+        .filter(|l| l.contains("Error (") || l.contains("Warn ") || l.contains("SEIZE"));
     let tail = &lines[lines.len().saturating_sub(25)..];
     errors.chain(tail).copied().collect::<Vec<_>>().join("\n")
 }
