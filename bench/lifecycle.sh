@@ -125,6 +125,20 @@ for r in "${active[@]}"; do
     mv "$b/config.json.new" "$b/config.json"
 done
 
+# The kernel's floor for one container: the bundle's namespaces made by unshare(1) and
+# /bin/true exec'd from the same rootfs, then everything torn down, timed like `run --rm`.
+# No cgroup, no mounts in the new namespace, no config to read: no runtime can do less.
+FLOOR=(unshare --fork)
+for ns in $(jq -r '.linux.namespaces[].type' "$tmp/bundle/${active[0]}/config.json"); do
+    case $ns in
+        mount) FLOOR+=(--mount) ;; pid) FLOOR+=(--pid) ;; network) FLOOR+=(--net) ;;
+        ipc) FLOOR+=(--ipc) ;; uts) FLOOR+=(--uts) ;; cgroup) FLOOR+=(--cgroup) ;;
+        user) FLOOR+=(--user) ;; time) FLOOR+=(--time) ;;
+    esac
+done
+FLOOR+=(--root "$rootfs" /bin/true)
+"${FLOOR[@]}" || { echo "lifecycle.sh: the floor command failed: ${FLOOR[*]}" >&2; exit 1; }
+
 # A sleep in a builtin: read with a timeout on a pipe nobody writes to.
 exec {SLEEP_FD}<> <(:)
 nap() { read -r -t "$1" -u "$SLEEP_FD" _ || :; }
@@ -181,6 +195,8 @@ for ((i = 0; i < N; i++)); do
         t0=$(now_us); run_rm "$r" "run-$r-$i"; t1=$(now_us)
         echo $((t1 - t0)) >> "$tmp/run.$r"
     done
+    t0=$(now_us); "${FLOOR[@]}"; t1=$(now_us)
+    echo $((t1 - t0)) >> "$tmp/floor"
     if (((i + 1) % 25 == 0)); then echo "  $((i + 1))/$N" >&2; fi
 done
 
@@ -313,6 +329,15 @@ if [ -n "${PREFIX[crun]:-}" ]; then
     echo "crun's figures include its mount-namespace wrapper: $(ms "$wrap") ms per call (median),"
     echo "once per lifecycle (create) and once per run; \"crun -wrap\" subtracts it."
 fi
+floor=$(pct "$tmp/floor" 50)
+echo
+echo "kernel floor (${FLOOR[*]/#$rootfs/ROOTFS}): $(ms "$floor") ms median, p90 $(ms "$(pct "$tmp/floor" 90)")"
+if [ -n "${PREFIX[crun]:-}" ]; then
+    echo "  floor / crun without its wrapper: lifecycle $(ratio "$floor" "$nw_lc"), run --rm $(ratio "$floor" "$nw_run")"
+fi
+for r in "${active[@]}"; do
+    echo "  $r above the floor: lifecycle $(ms $((LC_MED[$r] - floor))) ms, run --rm $(ms $((RUN_MED[$r] - floor))) ms"
+done
 echo
 echo "commands on a running container (sleep), N=$N; median and p90 in ms; ratio = median / crun's without its wrapper"
 echo "(crun's exec and update run in the wrapper: \"-wrap\" subtracts its median; crun has no events)"
