@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use warden_client::Client;
 use warden_protocol::{
-    CreateRequest, DestroyRequest, InfoRequest, LimitBandwidthRequest, LimitDiskRequest,
-    LinkRequest, NetInRequest, NetOutRequest, RunRequest, SpawnRequest,
+    CreateRequest, DestroyRequest, InfoRequest, LimitBandwidthRequest, LimitCpuRequest,
+    LimitDiskRequest, LimitMemoryRequest, LinkRequest, NetInRequest, NetOutRequest, RunRequest,
+    SpawnRequest,
 };
 
 struct Daemon {
@@ -326,6 +327,45 @@ impl Drop for Btrfs {
 }
 
 /// create / create + limit_disk / destroy on btrfs depots, without and with quotas.
+/// limit_memory, limit_cpu and limit_bandwidth (each setting a new value, so every call
+/// writes), and info, N of each on one container; the goal is under 1 ms p50 each.
+fn limit_rows(c: &mut Client, n: usize) {
+    let h = c.create(CreateRequest::default()).unwrap().handle;
+    let (mut mem, mut cpu, mut bw, mut info) = (vec![], vec![], vec![], vec![]);
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        c.limit_memory(LimitMemoryRequest {
+            handle: h.clone(),
+            limit_in_bytes: Some((64 + i % 2) << 20),
+        })
+        .unwrap();
+        mem.push(t.elapsed());
+        let t = Instant::now();
+        c.limit_cpu(LimitCpuRequest {
+            handle: h.clone(),
+            limit_in_shares: Some(512 + i % 2),
+        })
+        .unwrap();
+        cpu.push(t.elapsed());
+        let t = Instant::now();
+        c.limit_bandwidth(LimitBandwidthRequest {
+            handle: h.clone(),
+            rate: (10 + i % 2) << 20,
+            burst: 256 << 10,
+        })
+        .unwrap();
+        bw.push(t.elapsed());
+        let t = Instant::now();
+        c.info(InfoRequest { handle: h.clone() }).unwrap();
+        info.push(t.elapsed());
+    }
+    row("limit_memory", mem);
+    row("limit_cpu", cpu);
+    row("limit_bandwidth", bw);
+    row("info", info);
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+}
+
 fn disk_rows(n: usize) {
     let (plain_fs, quota_fs) = (Btrfs::new(), Btrfs::new());
     let plain = start_on(
@@ -467,6 +507,7 @@ fn main() {
     row("net_in", net_in);
     row("net_out", net_out);
     c.destroy(DestroyRequest { handle: h }).unwrap();
+    limit_rows(&mut c, n);
 
     // Throughput over the veth, TCP between the host and a container's busybox nc, without a
     // limit and under limit_bandwidth (rate 10 MiB/s, burst 256 KiB).
