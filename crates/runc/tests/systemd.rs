@@ -4,7 +4,9 @@
 //! hierarchies, since systemd remounts it read-only), its root cgroup one made for the test,
 //! and only a do-nothing target to start. The runtimes run inside those namespaces
 //! (`nsenter -m -p`), as on a host systemd manages, and reach it over the system bus: the
-//! target pulls in Debian's dbus.socket and dbus.service. runc goes first in each scenario.
+//! target pulls in Debian's dbus.socket and dbus.service; or, with a target that does not,
+//! over systemd's private socket /run/systemd/private (no bus daemon in the namespace). runc
+//! goes first in each scenario.
 //!
 //! Without systemd installed the systemd tests skip (WARDEN_REQUIRE_SYSTEMD=1 makes them
 //! fail instead). The fallback and bad-path tests run on the plain host.
@@ -83,8 +85,14 @@ fn require_systemd() -> bool {
 }
 
 impl Systemd {
-    /// None (skip) when systemd is not installed.
+    /// None (skip) when systemd is not installed. With the system bus (Debian's dbus).
     fn start(env: &Env) -> Option<Systemd> {
+        Self::start_with(env, true)
+    }
+
+    /// `bus`: whether the target pulls in the bus daemon; without it systemd is reachable
+    /// only over its private socket, /run/systemd/private.
+    fn start_with(env: &Env, bus: bool) -> Option<Systemd> {
         if !Path::new(SYSTEMD).exists() {
             assert!(!require_systemd(), "{SYSTEMD} is missing");
             eprintln!("skipped: {SYSTEMD} is not installed");
@@ -92,10 +100,14 @@ impl Systemd {
         }
         let units = env.dir().join("units");
         fs::create_dir_all(&units).unwrap();
+        let wants = if bus {
+            "Wants=dbus.socket dbus.service\nAfter=dbus.socket dbus.service\n"
+        } else {
+            ""
+        };
         fs::write(
             units.join("warden-test.target"),
-            "[Unit]\nDescription=warden test\nDefaultDependencies=no\n\
-             Wants=dbus.socket dbus.service\nAfter=dbus.socket dbus.service\n",
+            format!("[Unit]\nDescription=warden test\nDefaultDependencies=no\n{wants}"),
         )
         .unwrap();
         // (Added by the lead.) This systemd shares the host's filesystems: the boot units that
@@ -240,7 +252,28 @@ impl Systemd {
                 sd.log_text()
             );
         }
-        // systemd on the system bus (it connects once dbus.service is up).
+        if bus {
+            sd.wait_on_bus();
+        } else {
+            // Only the private socket: no bus daemon, nor its socket, in the namespace.
+            assert_eq!(
+                sd.sh(&["test", "-S", "/run/systemd/private"]).code,
+                0,
+                "no /run/systemd/private:\n{}",
+                sd.log_text()
+            );
+            assert_ne!(
+                sd.sh(&["test", "-e", "/run/dbus/system_bus_socket"]).code,
+                0,
+                "a system bus socket exists"
+            );
+            assert_eq!(sd.show("dbus.service", "ActiveState"), "inactive");
+        }
+        Some(sd)
+    }
+
+    /// Waits for systemd on the system bus (it connects once dbus.service is up).
+    fn wait_on_bus(&self) {
         let mut ping = Out {
             args: vec![],
             code: -1,
@@ -248,7 +281,7 @@ impl Systemd {
             stderr: String::new(),
         };
         let on_bus = wait_until(Duration::from_secs(60), || {
-            ping = sd.sh(&[
+            ping = self.sh(&[
                 "busctl",
                 "--system",
                 "call",
@@ -264,7 +297,6 @@ impl Systemd {
             "systemd is not on the system bus: {}",
             ping.describe()
         );
-        Some(sd)
     }
 
     fn log_text(&self) -> String {
@@ -434,8 +466,32 @@ fn the_container_gets_a_transient_scope() {
     let Some(sd) = Systemd::start(&env) else {
         return;
     };
+    scope_lifecycle(&env, &sd, "sd");
+}
+
+/// The same with no bus daemon at all (a node where dbus is not installed): as root, runc
+/// (go-systemd) and warden-runc fall back to systemd's private socket, /run/systemd/private,
+/// where systemd sends its JobRemoved signals to every client without an AddMatch.
+#[test]
+fn without_a_bus_daemon_the_scope_is_made_over_the_private_socket() {
+    let env = Env::new("sd-private");
+    let Some(sd) = Systemd::start_with(&env, false) else {
+        return;
+    };
+    scope_lifecycle(&env, &sd, "sdp");
+    // Still no bus: every call went over the private socket.
+    assert_ne!(
+        sd.sh(&["test", "-e", "/run/dbus/system_bus_socket"]).code,
+        0,
+        "a system bus appeared"
+    );
+}
+
+/// create with limits, start, update, delete --force, each runtime in turn (runc first),
+/// checking the scope through systemctl and cgroupfs at each step.
+fn scope_lifecycle(env: &Env, sd: &Systemd, tag: &str) {
     for (name, bin) in runtimes() {
-        let id = format!("t-sd-{name}-{}", std::process::id());
+        let id = format!("t-{tag}-{name}-{}", std::process::id());
         let unit = format!("wtest-{id}.scope");
         let root = env.dir().join(format!("root-{name}"));
         let b = env.bundle(&id, |s| {

@@ -898,7 +898,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         let _in_cgroup = match &systemd {
             None => InCgroup::enter(cg)?,
             Some((unit, path)) => {
-                // From here on the process has zbus's threads: CRIU is the last child.
+                // The bus connection (libdbus) starts no thread: CRIU may still be forked.
                 let guard = InCgroup::leaving_home(cg)?;
                 let me = std::process::id() as i32;
                 let (props, resources) = cgroups::systemd::properties(&resources, cg.version())?;

@@ -380,7 +380,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         process::write_id_maps(pid, spec)?;
     }
     if let Some((unit, path)) = &systemd {
-        // From here on the process has zbus's threads: no clone or setns follows.
+        // The D-Bus calls come after the clone and the last setns (see cgroups::systemd).
         let (props, resources) = cgroups::systemd::properties(&resources, cg.version())?;
         let bus = cgroups::systemd::Bus::connect()?;
         bus.start(unit, &opts.id, pid.as_raw(), props)?;
@@ -803,7 +803,7 @@ impl Container {
             Some(unit) => {
                 let props;
                 (props, adjusted) = cgroups::systemd::properties(resources, cgroup.version())?;
-                cgroups::systemd::Bus::connect()?.set_properties(unit, &props)?;
+                cgroups::systemd::Bus::connect()?.set_properties(unit, props)?;
                 &adjusted
             }
             None => resources,

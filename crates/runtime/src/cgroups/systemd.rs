@@ -15,11 +15,18 @@
 //!   `ResetFailedUnit`, then the cgroupfs removal of what is left (v1 hierarchies systemd did
 //!   not make).
 //!
-//! The bus: the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, else /run/dbus/system_bus_socket), as
-//! go-systemd tries first for runc. runc then falls back, as root, to systemd's private
-//! socket /run/systemd/private; warden does not: systemd sends its messages there with the
-//! sender `org.freedesktop.systemd1`, a well-known name where D-Bus has a unique one, and zbus
-//! (5.19) panics reading such a header. A host without a bus daemon gets a clear error.
+//! The bus, in go-systemd's order for runc: the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, else
+//! /run/dbus/system_bus_socket); without one, as root, systemd's private socket
+//! /run/systemd/private, a direct connection with no bus daemon behind it (no `Hello`, no
+//! `AddMatch`); neither: an error naming both. On the bus, JobRemoved needs a match rule with
+//! the daemon; on the private socket systemd sends its signals to every client, unasked
+//! (`bus_foreach_bus`: "send to all direct buses, unconditionally"; `Subscribe` notes that
+//! direct connections subscribe by default), which go-systemd relies on too.
+//!
+//! The library is libdbus (the `dbus` crate), not zbus: systemd sends its messages on the
+//! private socket with the sender `org.freedesktop.systemd1`, a well-known name where a bus
+//! has a unique one, and zbus 5.19 panics reading such a header even on a p2p connection
+//! (6.x rejects the message); libdbus takes any bus name there, as the spec allows.
 //!
 //! Where the cgroup is: systemd's root (pid 1's cgroup without its `/init.scope`, from
 //! /proc/1/cgroup: the `name=systemd` line on v1, the cgroup2 one on v2) joined with the
@@ -27,29 +34,34 @@
 //! the init gets its paths before it is cloned; after the start the init's /proc/<pid>/cgroup
 //! is checked against it.
 //!
-//! zbus runs threads of its own: nothing here may run before the init is cloned (the clone
-//! of a multi-threaded process is not safe), nor before the last `setns`.
+//! libdbus starts no threads, but it is a C library with global state: nothing here runs
+//! before the init is cloned, nor before the last `setns`.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dbus::arg::{AppendAll, RefArg, Variant};
+use dbus::channel::{BusType, Channel};
+use dbus::message::MessageType;
+use dbus::Message;
 use oci_spec::runtime::LinuxResources;
-use zbus::blocking::{Connection, MessageIterator};
-use zbus::zvariant::{OwnedObjectPath, Value};
 
 use super::{CgroupVersion, Error, Result, SystemdUnit};
 
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// systemd's own socket, where it talks to root directly when no bus daemon runs.
+pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
 /// How long a start or stop job may take (runc's limit).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one method call may take (libdbus's default).
+const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 /// The kernel's default CFS period, which systemd assumes too.
 const DEFAULT_PERIOD: u64 = 100_000;
 
 /// A unit property as StartTransientUnit and SetUnitProperties take it (`(sv)`).
-pub type Property = (String, Value<'static>);
+pub type Property = (String, Variant<Box<dyn RefArg>>);
 
 /// Whether systemd manages this host (sd_booted(3): /run/systemd/system is a directory).
 pub fn booted() -> bool {
@@ -95,8 +107,8 @@ pub fn unit_cgroup(unit: &SystemdUnit, version: CgroupVersion) -> Result<String>
     )))
 }
 
-fn prop(name: &str, v: impl Into<Value<'static>>) -> Property {
-    (name.to_string(), v.into())
+fn prop(name: &str, v: impl RefArg + 'static) -> Property {
+    (name.to_string(), Variant(Box::new(v)))
 }
 
 /// runc's cpuset list (`0-3,7`) → systemd's CPU/node mask (`ay`, little-endian: byte 0 holds
@@ -305,100 +317,176 @@ fn base_properties(unit: &SystemdUnit, id: &str, pid: i32) -> Vec<Property> {
     p
 }
 
+/// How the connection reaches systemd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The system bus: JobRemoved needs an AddMatch with the bus daemon.
+    SystemBus,
+    /// systemd's private socket, a direct (peer-to-peer) connection: no bus daemon, no
+    /// AddMatch; systemd sends its signals to every client there.
+    Private,
+}
+
 /// A connection to systemd's manager.
 pub struct Bus {
-    conn: Connection,
+    ch: Channel,
+    via: Via,
 }
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus").finish_non_exhaustive()
+        f.debug_struct("Bus").field("via", &self.via).finish()
     }
 }
 
-fn dbus_err(what: &str, e: zbus::Error) -> Error {
-    Error::Systemd(format!("{what}: {e}"))
+fn dbus_err(what: &str, e: dbus::Error) -> Error {
+    let text = match (e.name(), e.message()) {
+        (Some(n), Some(m)) => format!("{n}: {m}"),
+        (Some(n), None) => n.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => "unknown D-Bus error".to_string(),
+    };
+    Error::Systemd(format!("{what}: {text}"))
 }
 
-fn error_name(e: &zbus::Error) -> Option<&str> {
-    match e {
-        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
-        zbus::Error::FDO(fdo) => match &**fdo {
-            zbus::fdo::Error::ZBus(inner) => error_name(inner),
-            _ => None,
-        },
-        _ => None,
+fn is_error(e: &dbus::Error, name: &str) -> bool {
+    e.name() == Some(name)
+}
+
+/// A JobRemoved signal's `(job, result)`, if `msg` is one.
+fn job_removed(msg: &Message) -> Option<(String, String)> {
+    if msg.msg_type() != MessageType::Signal
+        || msg.interface().as_deref() != Some(MANAGER)
+        || msg.member().as_deref() != Some("JobRemoved")
+    {
+        return None;
     }
+    let (_, job, _, result) = msg.read4::<u32, dbus::Path, String, String>().ok()?;
+    Some((job.to_string(), result))
 }
 
 impl Bus {
-    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS`, else /run/dbus/system_bus_socket).
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS`, else /run/dbus/system_bus_socket); as root,
+    /// without one, systemd's private socket (go-systemd's order, for runc).
     pub fn connect() -> Result<Bus> {
-        Connection::system().map(|conn| Bus { conn }).map_err(|e| {
-            Error::Systemd(format!(
-                "cannot reach systemd over the system bus (DBUS_SYSTEM_BUS_ADDRESS, else \
-                 /run/dbus/system_bus_socket): {e}"
-            ))
-        })
+        Self::connect_from(
+            || Channel::get_private(BusType::System),
+            nix::unistd::geteuid().is_root(),
+            &format!("unix:path={PRIVATE_SOCKET}"),
+        )
     }
 
-    fn call<B>(&self, method: &str, body: &B) -> zbus::Result<zbus::message::Message>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        self.conn
-            .call_method(Some(DEST), PATH, Some(MANAGER), method, body)
+    fn connect_from(
+        system: impl FnOnce() -> std::result::Result<Channel, dbus::Error>,
+        root: bool,
+        private: &str,
+    ) -> Result<Bus> {
+        let bus_error = match system() {
+            Ok(ch) => {
+                return Ok(Bus {
+                    ch,
+                    via: Via::SystemBus,
+                })
+            }
+            Err(e) => e.message().unwrap_or("unknown error").to_string(),
+        };
+        let what = "cannot reach systemd over the system bus (DBUS_SYSTEM_BUS_ADDRESS, else \
+                    /run/dbus/system_bus_socket)";
+        if !root {
+            return Err(Error::Systemd(format!(
+                "{what}: {bus_error}; its private socket {PRIVATE_SOCKET} is for root only"
+            )));
+        }
+        match Channel::open_private(private) {
+            Ok(ch) => {
+                tracing::debug!("no system bus ({bus_error}); using {private}");
+                Ok(Bus {
+                    ch,
+                    via: Via::Private,
+                })
+            }
+            Err(e) => Err(Error::Systemd(format!(
+                "{what}: {bus_error}; nor over its private socket ({private}): {}",
+                e.message().unwrap_or("unknown error")
+            ))),
+        }
     }
 
-    /// Every JobRemoved signal from now on, read on a thread of its own: `(job, unit,
-    /// result)`.
-    fn job_removals(&self) -> Result<mpsc::Receiver<(OwnedObjectPath, String, String)>> {
-        let rule = zbus::MatchRule::builder()
-            .msg_type(zbus::message::Type::Signal)
-            .interface(MANAGER)
-            .and_then(|b| b.member("JobRemoved"))
-            .map_err(|e| dbus_err("match JobRemoved", e))?
-            .build();
-        let it = MessageIterator::for_match_rule(rule, &self.conn, Some(64))
-            .map_err(|e| dbus_err("subscribe to JobRemoved", e))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("systemd-jobs".into())
-            .spawn(move || {
-                for msg in it {
-                    let Ok(msg) = msg else { continue };
-                    let body = msg.body();
-                    if let Ok((_, job, unit, result)) =
-                        body.deserialize::<(u32, OwnedObjectPath, String, String)>()
-                    {
-                        if tx.send((job, unit, result)).is_err() {
-                            return;
+    /// How this connection reaches systemd.
+    pub fn via(&self) -> Via {
+        self.via
+    }
+
+    fn call_to(
+        &self,
+        dest: &str,
+        path: &str,
+        iface: &str,
+        method: &str,
+        args: impl AppendAll,
+    ) -> std::result::Result<Message, dbus::Error> {
+        let mut msg = Message::new_method_call(dest, path, iface, method)
+            .map_err(|e| dbus::Error::new_failed(&e))?;
+        msg.append_all(args);
+        self.ch.send_with_reply_and_block(msg, CALL_TIMEOUT)
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        args: impl AppendAll,
+    ) -> std::result::Result<Message, dbus::Error> {
+        self.call_to(DEST, PATH, MANAGER, method, args)
+    }
+
+    /// Has systemd send JobRemoved to this connection from now on: the bus daemon needs a
+    /// match rule; on the private socket systemd sends every signal to every client anyway.
+    fn watch_jobs(&self) -> Result<()> {
+        if self.via == Via::Private {
+            return Ok(());
+        }
+        let rule = format!("type='signal',interface='{MANAGER}',member='JobRemoved'");
+        self.call_to(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "AddMatch",
+            (rule,),
+        )
+        .map(drop)
+        .map_err(|e| dbus_err("subscribe to JobRemoved", e))
+    }
+
+    /// Waits for `job`'s JobRemoved and returns its result. Signals that came in while a call
+    /// waited for its reply are queued by libdbus, so none is missed.
+    fn wait_job(&self, job: &str) -> Result<String> {
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Systemd(format!(
+                    "job {job} did not finish within {JOB_TIMEOUT:?}"
+                )));
+            }
+            match self.ch.blocking_pop_message(left) {
+                Ok(Some(msg)) => {
+                    if let Some((j, result)) = job_removed(&msg) {
+                        if j == job {
+                            return Ok(result);
                         }
                     }
                 }
-            })
-            .map_err(|e| Error::Systemd(format!("spawn the JobRemoved reader: {e}")))?;
-        Ok(rx)
-    }
-
-    fn wait_job(
-        rx: &mpsc::Receiver<(OwnedObjectPath, String, String)>,
-        job: &OwnedObjectPath,
-    ) -> Result<String> {
-        let deadline = std::time::Instant::now() + JOB_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((j, _, result)) if &j == job => return Ok(result),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(Error::Systemd(format!(
-                        "job {} did not finish within {JOB_TIMEOUT:?}",
-                        job.as_str()
-                    )))
-                }
+                Ok(None) => {}
+                Err(e) => return Err(dbus_err(&format!("wait for job {job}"), e)),
             }
         }
+    }
+
+    fn job_of(reply: &Message, what: &str) -> Result<String> {
+        reply
+            .read1::<dbus::Path>()
+            .map(|p| p.to_string())
+            .map_err(|e| Error::Systemd(format!("{what} reply: {e}")))
     }
 
     /// Starts the container's transient unit with `pid` in it and waits for the job.
@@ -411,28 +499,21 @@ impl Bus {
     ) -> Result<()> {
         let mut props = base_properties(unit, id, pid);
         props.extend(limits);
-        let rx = self.job_removals()?;
+        self.watch_jobs()?;
         let aux: Vec<(String, Vec<Property>)> = Vec::new();
         let mut retried = false;
         let job = loop {
-            match self.call("StartTransientUnit", &(&unit.unit, "replace", &props, &aux)) {
-                Ok(reply) => {
-                    break reply
-                        .body()
-                        .deserialize::<OwnedObjectPath>()
-                        .map_err(|e| dbus_err("StartTransientUnit reply", e))?
-                }
-                Err(e)
-                    if !retried
-                        && error_name(&e) == Some("org.freedesktop.systemd1.UnitExists") =>
-                {
+            let args = (unit.unit.as_str(), "replace", &props, &aux);
+            match self.call("StartTransientUnit", args) {
+                Ok(reply) => break Self::job_of(&reply, "StartTransientUnit")?,
+                Err(e) if !retried && is_error(&e, "org.freedesktop.systemd1.UnitExists") => {
                     // Perhaps a failed leftover of the same name: let systemd drop it, once.
                     tracing::debug!("unit {} exists; resetting it and trying again", unit.unit);
                     let _ = self.reset_failed(&unit.unit);
                     retried = true;
                 }
                 Err(e) => {
-                    let what = if error_name(&e) == Some("org.freedesktop.systemd1.UnitExists") {
+                    let what = if is_error(&e, "org.freedesktop.systemd1.UnitExists") {
                         format!("start unit {} (it exists and is in use)", unit.unit)
                     } else {
                         format!("start unit {} in {}", unit.unit, unit.slice)
@@ -441,7 +522,7 @@ impl Bus {
                 }
             }
         };
-        let result = Self::wait_job(&rx, &job).inspect_err(|_| {
+        let result = self.wait_job(&job).inspect_err(|_| {
             let _ = self.reset_failed(&unit.unit);
         })?;
         if result != "done" {
@@ -455,11 +536,11 @@ impl Bus {
     }
 
     /// Changes a running unit's properties (runtime only, as runc does).
-    pub fn set_properties(&self, unit: &str, props: &[Property]) -> Result<()> {
+    pub fn set_properties(&self, unit: &str, props: Vec<Property>) -> Result<()> {
         if props.is_empty() {
             return Ok(());
         }
-        self.call("SetUnitProperties", &(unit, true, props))
+        self.call("SetUnitProperties", (unit, true, props))
             .map(drop)
             .map_err(|e| dbus_err(&format!("set properties of unit {unit}"), e))
     }
@@ -467,19 +548,16 @@ impl Bus {
     /// Stops a unit and waits for the job; a unit that is gone already is fine. Then resets
     /// it, in case it failed.
     pub fn stop(&self, unit: &str) -> Result<()> {
-        let rx = self.job_removals()?;
-        match self.call("StopUnit", &(unit, "replace")) {
+        self.watch_jobs()?;
+        match self.call("StopUnit", (unit, "replace")) {
             Ok(reply) => {
-                let job: OwnedObjectPath = reply
-                    .body()
-                    .deserialize()
-                    .map_err(|e| dbus_err("StopUnit reply", e))?;
-                let result = Self::wait_job(&rx, &job)?;
+                let job = Self::job_of(&reply, "StopUnit")?;
+                let result = self.wait_job(&job)?;
                 if result != "done" {
                     tracing::warn!("stop unit {unit}: the job ended {result:?}; continuing");
                 }
             }
-            Err(e) if error_name(&e) == Some("org.freedesktop.systemd1.NoSuchUnit") => {}
+            Err(e) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => {}
             Err(e) => return Err(dbus_err(&format!("stop unit {unit}"), e)),
         }
         let _ = self.reset_failed(unit);
@@ -487,7 +565,7 @@ impl Bus {
     }
 
     fn reset_failed(&self, unit: &str) -> Result<()> {
-        self.call("ResetFailedUnit", &(unit,))
+        self.call("ResetFailedUnit", (unit,))
             .map(drop)
             .map_err(|e| dbus_err(&format!("reset unit {unit}"), e))
     }
@@ -500,8 +578,12 @@ mod tests {
         LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
     };
 
-    fn get<'a>(p: &'a [Property], name: &str) -> Option<&'a Value<'static>> {
-        p.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    fn get<'a>(p: &'a [Property], name: &str) -> Option<&'a dyn RefArg> {
+        p.iter().find(|(n, _)| n == name).map(|(_, v)| &*v.0)
+    }
+
+    fn num(p: &[Property], name: &str) -> Option<u64> {
+        get(p, name).map(|v| v.as_u64().expect("a number"))
     }
 
     #[test]
@@ -552,21 +634,26 @@ mod tests {
             .build()
             .unwrap();
         let (p, out) = properties(&r, CgroupVersion::V2).unwrap();
-        assert_eq!(get(&p, "MemoryMax"), Some(&Value::U64(64 << 20)));
-        assert_eq!(get(&p, "MemorySwapMax"), Some(&Value::U64(64 << 20)));
+        assert_eq!(num(&p, "MemoryMax"), Some(64 << 20));
+        assert_eq!(num(&p, "MemorySwapMax"), Some(64 << 20));
         assert_eq!(
-            get(&p, "CPUWeight"),
-            Some(&Value::U64(super::super::shares_to_weight(1024)))
+            num(&p, "CPUWeight"),
+            Some(super::super::shares_to_weight(1024))
         );
-        assert_eq!(get(&p, "CPUQuotaPeriodUSec"), Some(&Value::U64(100_000)));
+        assert_eq!(num(&p, "CPUQuotaPeriodUSec"), Some(100_000));
         // 12.345% of a CPU is kept by systemd as 13%: cgroupfs gets the same.
-        assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(130_000)));
+        assert_eq!(num(&p, "CPUQuotaPerSecUSec"), Some(130_000));
         assert_eq!(out.cpu().as_ref().unwrap().quota(), Some(13_000));
-        assert_eq!(get(&p, "TasksMax"), Some(&Value::U64(1)));
-        assert_eq!(get(&p, "AllowedCPUs"), Some(&Value::from(vec![3u8])));
+        assert_eq!(num(&p, "TasksMax"), Some(1));
+        assert_eq!(
+            get(&p, "AllowedCPUs")
+                .and_then(|v| v.as_iter())
+                .map(|i| i.filter_map(|b| b.as_u64()).collect::<Vec<_>>()),
+            Some(vec![3])
+        );
         let (p, _) = properties(&r, CgroupVersion::V1).unwrap();
-        assert_eq!(get(&p, "MemoryLimit"), Some(&Value::U64(64 << 20)));
-        assert_eq!(get(&p, "CPUShares"), Some(&Value::U64(1024)));
+        assert_eq!(num(&p, "MemoryLimit"), Some(64 << 20));
+        assert_eq!(num(&p, "CPUShares"), Some(1024));
         assert!(get(&p, "MemorySwapMax").is_none());
 
         let unlimited = LinuxResourcesBuilder::default()
@@ -576,9 +663,9 @@ mod tests {
             .build()
             .unwrap();
         let (p, _) = properties(&unlimited, CgroupVersion::V2).unwrap();
-        assert_eq!(get(&p, "MemoryMax"), Some(&Value::U64(u64::MAX)));
-        assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(u64::MAX)));
-        assert_eq!(get(&p, "TasksMax"), Some(&Value::U64(u64::MAX)));
+        assert_eq!(num(&p, "MemoryMax"), Some(u64::MAX));
+        assert_eq!(num(&p, "CPUQuotaPerSecUSec"), Some(u64::MAX));
+        assert_eq!(num(&p, "TasksMax"), Some(u64::MAX));
 
         let bad = LinuxResourcesBuilder::default()
             .cpu(LinuxCpuBuilder::default().cpus("2-1").build().unwrap())
@@ -587,6 +674,27 @@ mod tests {
         let e = properties(&bad, CgroupVersion::V2).unwrap_err().to_string();
         assert!(
             e.contains("linux.resources.cpu.cpus") && e.contains("2-1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn without_a_bus_the_error_names_both_ways() {
+        let no_bus = || Err(dbus::Error::new_failed("no such socket"));
+        let e = Bus::connect_from(no_bus, false, "unix:path=/nonexistent/private")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("system bus") && e.contains("no such socket") && e.contains("root only"),
+            "{e}"
+        );
+        let e = Bus::connect_from(no_bus, true, "unix:path=/nonexistent/private")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("system bus")
+                && e.contains("no such socket")
+                && e.contains("/nonexistent/private"),
             "{e}"
         );
     }
