@@ -73,12 +73,19 @@ fn create_and_start(
     bundle: &Path,
     seccomp_cache: &Path,
 ) -> Result<i32, String> {
+    // The container's own session keyring, made here as host root, not by the init: every
+    // container's root is the same host uid (the user namespace's first id), and the kernel
+    // counts keys per uid (kernel.keys.maxkeys, 200 by default), so keyrings made by the
+    // inits stopped creates at about 200 live containers (EDQUOT). Root's quota is
+    // kernel.keys.root_maxkeys (a million by default); the init inherits the keyring.
+    warden_runtime::process::init::join_session_keyring(id).map_err(|e| e.to_string())?;
     let created = warden_runtime::create(&CreateOptions {
         id: id.to_string(),
         bundle: bundle.to_path_buf(),
         root: root.to_path_buf(),
         detach: true,
         seccomp_cache: Some(seccomp_cache.to_path_buf()),
+        no_new_keyring: true,
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
