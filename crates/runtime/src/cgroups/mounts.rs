@@ -403,6 +403,26 @@ impl Hierarchies {
 mod tests {
     use super::*;
 
+    /// The cgroup lines alone make the same hierarchies as the whole of this host's
+    /// mountinfo, and nothing else is kept.
+    #[test]
+    fn the_cgroup_lines_of_mountinfo_are_all_hierarchies_need() {
+        let lines = cgroup_mountinfo().unwrap();
+        let whole = files::read(Path::new("/proc/self/mountinfo")).unwrap();
+        assert_eq!(parse_mountinfo(&lines), parse_mountinfo(&whole));
+        assert_eq!(
+            lines.lines().count(),
+            parse_mountinfo(&whole).len(),
+            "{lines}"
+        );
+        assert_eq!(
+            Hierarchies::from_system_with(Some(&lines))
+                .unwrap()
+                .own_dirs(),
+            Hierarchies::from_system().unwrap().own_dirs()
+        );
+    }
+
     /// This development host: v1 controllers, name=systemd, and a hybrid cgroup2 at unified.
     pub(crate) const HYBRID_MOUNTINFO: &str = "\
 24 29 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
