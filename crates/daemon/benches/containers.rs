@@ -13,7 +13,15 @@
 //! memory figure, default 20), `BENCH_DISK=0` to leave out the disk quota rows, `BENCH_USER`
 //! (a `user:` key of the daemon's config, e.g. `container_root_is_host_root: true` to
 //! measure without the user namespace), `BENCH_SERVER` (a `server:` key, e.g.
-//! `container_seccomp_profile: unconfined` to measure without the seccomp profile).
+//! `container_seccomp_profile: unconfined` to measure without the seccomp profile),
+//! `BENCH_SCALE` (off by default: e.g. 1000 adds the scale rows below).
+//!
+//! The scale rows (`BENCH_SCALE=n`): with 10 live containers and then with `n` (each with a
+//! net_in mapping and a net_out rule, idle otherwise; the daemon's pools sized for them),
+//! `BENCH_N` times a container made, given a net_in, asked for its info and destroyed: the
+//! p50 of each at both levels side by side with their ratio and the goal (within 20%), the
+//! daemon's steps of create and destroy the same way, and host memory per idle container
+//! at `n`.
 //!
 //! The disk quota rows: two more daemons, each on a btrfs of its own (a loop device over a
 //! sparse file; mkfs.btrfs from btrfs-progs), one with quotas off (the layer a plain dir),
@@ -66,15 +74,36 @@ fn nft_table(cgroup_parent: &str) -> String {
     cgroup_parent.replace('-', "_")
 }
 
-fn start() -> Daemon {
+fn start(scale: usize) -> Daemon {
     let extra = std::env::var("BENCH_SERVER")
         .map(|v| format!("  {v}\n"))
         .unwrap_or_default();
-    start_on(None, "", &extra, "10.236.0.0/22")
+    if scale == 0 {
+        return start_on(None, "", &extra, "10.236.0.0/22");
+    }
+    // Room for `scale` live containers and the ones measured beside them: a /30 and a uid
+    // each (a pool of its own, below the tests' 10.240.0.0/12).
+    let room = scale + 64;
+    let prefix = 30 - room.next_power_of_two().trailing_zeros() as usize;
+    assert!(
+        prefix >= 16,
+        "BENCH_SCALE={scale}: at most 16,320 containers"
+    );
+    let user = std::env::var("BENCH_USER").map_or_else(
+        |_| format!("pool_size: {room}"),
+        |u| format!("pool_size: {room}\n  {u}"),
+    );
+    start_with(None, "", &extra, &format!("10.232.0.0/{prefix}"), &user)
 }
 
 /// A daemon with its depot at `depot` (else in its temp dir), `extra` YAML lines in `server:`.
 fn start_on(depot: Option<&Path>, tag: &str, extra: &str, pool: &str) -> Daemon {
+    let user = std::env::var("BENCH_USER").unwrap_or_else(|_| "pool_size: 64".into());
+    start_with(depot, tag, extra, pool, &user)
+}
+
+/// [`start_on`] with `user` as the `user:` section's lines.
+fn start_with(depot: Option<&Path>, tag: &str, extra: &str, pool: &str, user: &str) -> Daemon {
     let dir = tempfile::Builder::new()
         .prefix("wardend-bench")
         .tempdir()
@@ -97,8 +126,7 @@ fn start_on(depot: Option<&Path>, tag: &str, extra: &str, pool: &str) -> Daemon 
             "server:\n  container_grace_time: null\n  container_rootfs_path: {rootfs}\n  cgroup_parent: {cgroup_parent}\n{extra}\
              health_check_server:\n  port: 0\nlogging:\n  level: info\n\
              network:\n  pool_network: {pool}\n  interface_prefix: b-\n  release_delay: 0\n  nftables_table: {nft}\n  allow_host_access: true\n\
-             user:\n  {}\n",
-            std::env::var("BENCH_USER").unwrap_or_else(|_| "pool_size: 64".into())
+             user:\n  {user}\n"
         ),
     )
     .unwrap();
@@ -213,33 +241,54 @@ fn throughput(c: &mut Client, h: &str, bytes: usize) -> (f64, f64) {
 /// Create's and destroy's steps, as the daemon timed them (the `steps` field of its
 /// "container created" / "container destroyed" log lines), over the last `n` of each.
 fn breakdown(log: &Path, n: usize) {
+    for (what, runs) in step_times(log, n) {
+        if runs.is_empty() {
+            println!("{what}: no step timings in the daemon's log");
+            continue;
+        }
+        println!("  {what}, by step (the daemon's own timing)");
+        for (name, v) in runs {
+            row(&format!("    {name}"), v);
+        }
+    }
+}
+
+/// Each step's name and times, in the daemon's order.
+type StepTimes = Vec<(String, Vec<Duration>)>;
+
+/// For create and destroy: each step's times over the last `n` of the daemon's log lines
+/// (a step missing from any of those lines is left out).
+fn step_times(log: &Path, n: usize) -> Vec<(&'static str, StepTimes)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    for (what, line) in [
+    [
         ("create", "container created"),
         ("destroy", "container destroyed"),
-    ] {
+    ]
+    .into_iter()
+    .map(|(what, line)| {
         let runs: Vec<Vec<(String, f64)>> = text
             .lines()
             .filter(|l| l.contains(line))
             .filter_map(warden_daemon::steps::parse)
             .collect();
         let runs = &runs[runs.len().saturating_sub(n)..];
-        let Some(first) = runs.first() else {
-            println!("{what}: no step timings in the daemon's log");
-            continue;
-        };
-        println!("  {what}, by step (the daemon's own timing)");
-        for (i, (name, _)) in first.iter().enumerate() {
-            let v: Vec<Duration> = runs
+        let steps = runs.first().map_or_else(Vec::new, |first| {
+            first
                 .iter()
-                .filter_map(|r| r.get(i).filter(|s| &s.0 == name))
-                .map(|s| Duration::from_secs_f64(s.1 / 1e3))
-                .collect();
-            if v.len() == runs.len() {
-                row(&format!("    {name}"), v);
-            }
-        }
-    }
+                .enumerate()
+                .filter_map(|(i, (name, _))| {
+                    let v: Vec<Duration> = runs
+                        .iter()
+                        .filter_map(|r| r.get(i).filter(|s| &s.0 == name))
+                        .map(|s| Duration::from_secs_f64(s.1 / 1e3))
+                        .collect();
+                    (v.len() == runs.len()).then(|| (name.clone(), v))
+                })
+                .collect()
+        });
+        (what, steps)
+    })
+    .collect()
 }
 
 fn row(name: &str, mut v: Vec<Duration>) {
@@ -276,6 +325,167 @@ fn init_pids(depot: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The daemon's PSS in KiB once its client connections are closed and it has settled.
+fn settled_pss(d: &Daemon) -> u64 {
+    std::thread::sleep(Duration::from_millis(200));
+    pss_kib(d.child.id() as i32)
+}
+
+/// Host memory per idle container in KiB, `added` containers after the daemon's PSS was
+/// `before` KiB: its growth over each of them plus the mean PSS of the inits (every live
+/// container's; an idle container has no jobs, so no keeper). Prints the figures it used.
+fn idle_memory(d: &Daemon, before: u64, added: usize) -> f64 {
+    std::thread::sleep(Duration::from_millis(500));
+    let after = pss_kib(d.child.id() as i32);
+    let inits = init_pids(&d.dir.path().join("depot"));
+    let per_init =
+        inits.iter().map(|p| pss_kib(*p)).sum::<u64>() as f64 / inits.len().max(1) as f64;
+    println!(
+        "daemon PSS {before} -> {after} KiB over {added} containers; inits {} x {per_init:.0} KiB",
+        inits.len()
+    );
+    let per = after.saturating_sub(before) as f64 / added.max(1) as f64 + per_init;
+    println!("host memory per idle container (daemon growth + init): {per:.0} KiB");
+    per
+}
+
+/// The live containers the scale rows start with.
+const SMALL: usize = 10;
+
+/// A net_in mapping of a pool port to the container's 8080.
+fn add_net_in(c: &mut Client, h: &str) {
+    c.net_in(NetInRequest {
+        handle: h.into(),
+        host_port: None,
+        container_port: Some(8080),
+    })
+    .unwrap();
+}
+
+/// A net_out rule: tcp to `network` port 443.
+fn add_net_out(c: &mut Client, h: &str, network: &str) {
+    c.net_out(NetOutRequest {
+        handle: h.into(),
+        network: Some(network.into()),
+        port: Some(443),
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+/// A live container as the scale rows keep them: one net_in mapping and one net_out rule
+/// each, so the packet filter's table grows with them as it would in use.
+fn live_container(c: &mut Client, i: usize) -> String {
+    let h = c.create(CreateRequest::default()).unwrap().handle;
+    add_net_in(c, &h);
+    add_net_out(c, &h, &format!("10.98.{}.0/24", i % 256));
+    h
+}
+
+/// One level of the scale rows: `samples` times beside the live containers, a container
+/// made, given a net_in, asked for its info, destroyed; and the daemon's own step timings.
+struct Level {
+    ops: [(&'static str, Vec<Duration>); 4],
+    steps: Vec<(&'static str, StepTimes)>,
+}
+
+fn level(d: &Daemon, c: &mut Client, samples: usize) -> Level {
+    let (mut create, mut destroy, mut net_in, mut info) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..samples {
+        let t0 = Instant::now();
+        let h = c.create(CreateRequest::default()).unwrap().handle;
+        let t1 = Instant::now();
+        add_net_in(c, &h);
+        let t2 = Instant::now();
+        c.info(InfoRequest { handle: h.clone() }).unwrap();
+        let t3 = Instant::now();
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+        create.push(t1 - t0);
+        net_in.push(t2 - t1);
+        info.push(t3 - t2);
+        destroy.push(t3.elapsed());
+    }
+    Level {
+        ops: [
+            ("create", create),
+            ("destroy", destroy),
+            ("net_in", net_in),
+            ("info", info),
+        ],
+        steps: step_times(&d.dir.path().join("wardend.log"), samples),
+    }
+}
+
+/// `BENCH_SCALE=n`: create, destroy, net_in and info p50 with [`SMALL`] live containers and
+/// with `n` (each live one with a net_in and a net_out, idle otherwise), side by side with
+/// the goal (within 20%), the daemon's steps of create and destroy the same way, and host
+/// memory per idle container at `n`. The live containers are destroyed at the end (and by
+/// the daemon's drop if the bench fails on the way).
+fn scale(d: &Daemon, c: &mut Client, n: usize, samples: usize) {
+    let mut live: Vec<String> = (0..SMALL).map(|i| live_container(c, i)).collect();
+    let small = level(d, c, samples);
+    let before = settled_pss(d);
+    let t = Instant::now();
+    while live.len() < n {
+        live.push(live_container(c, live.len()));
+    }
+    println!();
+    println!(
+        "scale: {} containers made in {:.1} s (each with a net_in and a net_out)",
+        n - SMALL,
+        t.elapsed().as_secs_f64()
+    );
+    let memory = idle_memory(d, before, n - SMALL);
+    let big = level(d, c, samples);
+    let p50 = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        ms(pct(&v, 0.5))
+    };
+    let line = |name: &str, a: &[Duration], b: &[Duration], goal: &str| {
+        let (a, b) = (p50(a), p50(b));
+        // A step that takes no measurable time at either level has no ratio worth printing.
+        let ratio = if a < 0.005 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", b / a)
+        };
+        println!("{name:<26} {a:>9.2} {b:>9.2} {ratio:>8} {goal}");
+    };
+    println!();
+    println!("scale, p50 ms over {samples} each, with {SMALL} and with {n} live containers");
+    println!("{:<26} {:>9} {:>9} {:>8} goal", "step", SMALL, n, "ratio");
+    for ((name, a), (_, b)) in small.ops.iter().zip(&big.ops) {
+        let met = if p50(b) <= p50(a) * 1.2 {
+            "met"
+        } else {
+            "NOT met"
+        };
+        line(name, a, b, &format!("<= 1.20 ({met})"));
+    }
+    for ((what, a), (_, b)) in small.steps.iter().zip(&big.steps) {
+        println!("  {what}, by step (the daemon's own timing)");
+        for (name, va) in a {
+            if let Some((_, vb)) = b.iter().find(|(m, _)| m == name) {
+                line(&format!("    {name}"), va, vb, "");
+            }
+        }
+    }
+    println!(
+        "{:<26} {memory:>19.0} KiB  < 200 ({})",
+        format!("memory per idle, at {n}"),
+        if memory < 200.0 { "met" } else { "NOT met" }
+    );
+    let t = Instant::now();
+    for h in live {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    println!(
+        "scale: {n} containers destroyed in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// A btrfs on a loop device over a sparse file, mounted in a temp dir; gone when dropped.
@@ -443,7 +653,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let d = start();
+    let scale_n: usize = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        scale_n == 0 || scale_n > SMALL,
+        "BENCH_SCALE must be over {SMALL}"
+    );
+    let d = start(scale_n);
     let mut c = Client::connect(&d.socket).unwrap();
 
     // Warm up (page cache, first cgroup parents).
@@ -487,21 +705,10 @@ fn main() {
     let (mut net_in, mut net_out) = (vec![], vec![]);
     for i in 0..n {
         let t = Instant::now();
-        c.net_in(NetInRequest {
-            handle: h.clone(),
-            host_port: None,
-            container_port: Some(8080),
-        })
-        .unwrap();
+        add_net_in(&mut c, &h);
         net_in.push(t.elapsed());
         let t = Instant::now();
-        c.net_out(NetOutRequest {
-            handle: h.clone(),
-            network: Some(format!("10.99.{}.0/24", i % 256)),
-            port: Some(443),
-            ..Default::default()
-        })
-        .unwrap();
+        add_net_out(&mut c, &h, &format!("10.99.{}.0/24", i % 256));
         net_out.push(t.elapsed());
     }
     row("net_in", net_in);
@@ -571,30 +778,20 @@ fn main() {
     }
 
     // Memory: idle containers (no jobs, so no keepers), daemon growth plus each init.
-    let daemon = d.child.id() as i32;
     drop(c);
-    std::thread::sleep(Duration::from_millis(200));
-    let before = pss_kib(daemon);
+    let before = settled_pss(&d);
     let mut c = Client::connect(&d.socket).unwrap();
     let hs: Vec<String> = (0..idle)
         .map(|_| c.create(CreateRequest::default()).unwrap().handle)
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let after = pss_kib(daemon);
-    let inits = init_pids(&d.dir.path().join("depot"));
-    let init_total: u64 = inits.iter().map(|p| pss_kib(*p)).sum();
     println!();
-    println!(
-        "idle containers: {idle}; daemon PSS {before} -> {after} KiB; inits {} x {:.0} KiB",
-        inits.len(),
-        init_total as f64 / inits.len().max(1) as f64
-    );
-    println!(
-        "host memory per idle container (daemon growth + init): {:.0} KiB",
-        (after.saturating_sub(before) + init_total) as f64 / idle as f64
-    );
+    println!("idle containers: {idle}");
+    idle_memory(&d, before, idle);
     for h in hs {
         c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    if scale_n > 0 {
+        scale(&d, &mut c, scale_n, n);
     }
     drop(c);
     drop(d);

@@ -544,6 +544,43 @@ fn grace_time_destroys_an_unreferenced_container() {
     holder.destroy(DestroyRequest { handle: h }).unwrap();
 }
 
+/// Every container's root is the same host uid (the user namespace's first id) and the
+/// kernel counts keys per uid (`kernel.keys.maxkeys`, 200 by default): a session keyring per
+/// container made by that uid stopped creates at about 200 live containers (EDQUOT). The
+/// create helper makes it as host root instead; each container still has one of its own.
+#[test]
+fn more_live_containers_than_a_users_key_quota() {
+    let maxkeys: usize = std::fs::read_to_string("/proc/sys/kernel/keys/maxkeys")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if maxkeys > 1000 {
+        eprintln!("skipped: kernel.keys.maxkeys is {maxkeys}, too many containers to make");
+        return;
+    }
+    let n = maxkeys + 8;
+    let prefix = 30 - n.next_power_of_two().trailing_zeros() as u8;
+    let w = Wardend::start_pool("", &format!("user:\n  pool_size: {n}\n"), prefix);
+    let mut c = w.client();
+    let handles: Vec<String> = (0..n).map(|_| create(&mut c)).collect();
+    let keys = std::fs::read_to_string("/proc/keys").unwrap();
+    for h in &handles {
+        // The generated handle is the id, and the keyring is named after the id.
+        assert!(
+            keys.lines()
+                .any(|l| l.contains(" keyring ") && l.ends_with(&format!(" {h}: empty"))),
+            "no session keyring of {h}'s own in /proc/keys"
+        );
+    }
+    let (code, out, err) = run(&mut c, handles.last().unwrap(), "echo ok");
+    assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+    for h in handles {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.assert_clean();
+}
+
 #[test]
 fn a_full_network_pool_is_an_error() {
     let w = Wardend::start("", "");

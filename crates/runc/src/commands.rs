@@ -108,6 +108,8 @@ fn create_options(
         detach,
         // Each warden-runc call compiles the profile (exec then reads create's program).
         seccomp_cache: None,
+        // One create per process: read where it is needed.
+        cgroup_mountinfo: None,
         systemd_cgroup,
     })
 }

@@ -46,6 +46,10 @@ pub struct CreateOptions {
     /// A dir of compiled seccomp programs shared by many creates with the same profile (see
     /// `seccomp::compile_cached`); wardend gives one, warden-runc none.
     pub seccomp_cache: Option<PathBuf>,
+    /// The host's cgroup mounts as [`cgroups::cgroup_mountinfo`] gave them, read once by a
+    /// caller that creates many containers (wardend); without it, /proc/self/mountinfo is
+    /// read, whose size grows with every mount on the host.
+    pub cgroup_mountinfo: Option<String>,
     /// runc's `--systemd-cgroup`: `cgroupsPath` is `slice:prefix:name` and, where systemd
     /// manages the host, systemd makes the cgroup as a transient scope (`cgroups::systemd`).
     pub systemd_cgroup: bool,
@@ -269,9 +273,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref());
     let cgroups_path = cgroups_path.map(|p| p.to_string_lossy());
     let systemd = systemd_plan(opts.systemd_cgroup, &opts.id, cgroups_path.as_deref())?;
+    let mi = opts.cgroup_mountinfo.as_deref();
     let cg = match &systemd {
-        Some((_, path)) => cgroups::new_manager(Some(path), &opts.id)?,
-        None => cgroups::new_manager(cgroups_path.as_deref(), &opts.id)?,
+        Some((_, path)) => cgroups::new_manager_with(mi, Some(path), &opts.id)?,
+        None => cgroups::new_manager_with(mi, cgroups_path.as_deref(), &opts.id)?,
     };
     // Joining a cgroup that already has processes is allowed (runc warns too), but then it
     // is not ours alone: neither a failed create nor a delete may remove it, killing its

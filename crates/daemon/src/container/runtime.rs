@@ -1,7 +1,8 @@
 //! Starting a container's init with our runtime library, which must run single-threaded
 //! (it clones without exec): the daemon re-executes its own binary as
-//! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache>` (before any thread
-//! starts; the cache is the dir of compiled seccomp programs the daemon made at start), which
+//! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache> <cgroup mounts>`
+//! (before any thread starts; the cache is the dir of compiled seccomp programs the daemon
+//! made at start, the mounts the host's cgroup lines of mountinfo, read at start), which
 //! creates and starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
 //! descriptor that the init does not inherit. The init's stdio is /dev/null.
 //!
@@ -25,8 +26,8 @@ pub fn main_if_create() -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(CREATE_ARG) {
         return None;
     }
-    let [_, _, root, id, bundle, seccomp_cache] = &args[..] else {
-        eprintln!("usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE");
+    let [_, _, root, id, bundle, seccomp_cache, cgroup_mounts] = &args[..] else {
+        eprintln!("usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS");
         return Some(2);
     };
     // The result goes to a private copy of stdout; 0-2 become /dev/null for the init.
@@ -58,6 +59,7 @@ pub fn main_if_create() -> Option<i32> {
         id,
         Path::new(bundle),
         Path::new(seccomp_cache),
+        cgroup_mounts,
     );
     let (doc, code) = match result {
         Ok(pid) => (serde_json::json!({ "pid": pid }), 0),
@@ -72,13 +74,22 @@ fn create_and_start(
     id: &str,
     bundle: &Path,
     seccomp_cache: &Path,
+    cgroup_mounts: &str,
 ) -> Result<i32, String> {
+    // The container's own session keyring, made here as host root, not by the init: every
+    // container's root is the same host uid (the user namespace's first id), and the kernel
+    // counts keys per uid (kernel.keys.maxkeys, 200 by default), so keyrings made by the
+    // inits stopped creates at about 200 live containers (EDQUOT). Root's quota is
+    // kernel.keys.root_maxkeys (a million by default); the init inherits the keyring.
+    warden_runtime::process::init::join_session_keyring(id).map_err(|e| e.to_string())?;
     let created = warden_runtime::create(&CreateOptions {
         id: id.to_string(),
         bundle: bundle.to_path_buf(),
         root: root.to_path_buf(),
         detach: true,
         seccomp_cache: Some(seccomp_cache.to_path_buf()),
+        no_new_keyring: true,
+        cgroup_mountinfo: Some(cgroup_mounts.to_string()),
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
@@ -101,6 +112,7 @@ pub async fn create(
     id: &str,
     bundle: &Path,
     seccomp_cache: &Path,
+    cgroup_mounts: &str,
 ) -> Result<i32, Error> {
     let out = tokio::process::Command::new(exe)
         .arg(CREATE_ARG)
@@ -108,6 +120,7 @@ pub async fn create(
         .arg(id)
         .arg(bundle)
         .arg(seccomp_cache)
+        .arg(cgroup_mounts)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

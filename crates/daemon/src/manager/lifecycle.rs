@@ -241,6 +241,7 @@ impl Manager {
             &c.id,
             &c.dir,
             &self.seccomp_cache,
+            &self.cgroup_mounts,
         )
         .await?;
         steps.mark("init");
@@ -479,13 +480,7 @@ pub(super) fn remove_layer(
 /// while anything is still mounted below `dir`: rm would go down into it (a bind mount's
 /// source on the host, say).
 pub(super) fn remove_dir_all_retry(dir: &Path) -> Result<(), Error> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if let Some(m) = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .find(|p| p.starts_with(dir))
-    {
+    if let Some(m) = mount_below(dir) {
         return Err(Error::Runtime(format!(
             "not removing {}: {} is still mounted",
             dir.display(),
@@ -504,6 +499,68 @@ pub(super) fn remove_dir_all_retry(dir: &Path) -> Result<(), Error> {
     Err(Error::io("remove", dir, last.expect("an error was seen")))
 }
 
+/// The first mount point at or below `dir`. Found by walking the tree and asking statx
+/// whether each entry is a mount's root, not by reading /proc/self/mountinfo, whose size
+/// grows with every live container's mounts (5 ms a destroy at 1,000 live containers);
+/// kernels before 5.8, whose statx does not tell, get the mountinfo scan.
+fn mount_below(dir: &Path) -> Option<PathBuf> {
+    let mut dirs = vec![dir.to_path_buf()];
+    match is_mount_root(dir) {
+        Some(true) => return Some(dir.to_path_buf()),
+        Some(false) => {}
+        None => return mount_below_per_mountinfo(dir),
+    }
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if is_mount_root(&p) == Some(true) {
+                return Some(p);
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+            }
+        }
+    }
+    None
+}
+
+/// Whether `p` (not followed if a symlink) is the root of a mount; None if the kernel does
+/// not say. A path that is gone is no mount.
+fn is_mount_root(p: &Path) -> Option<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return Some(false);
+    };
+    // SAFETY: statx writes into the zeroed struct we pass; the path is NUL-terminated.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            0,
+            &mut st,
+        )
+    };
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if r != 0 {
+        Some(false)
+    } else if st.stx_attributes_mask & bit == 0 {
+        None
+    } else {
+        Some(st.stx_attributes & bit != 0)
+    }
+}
+
+fn mount_below_per_mountinfo(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .find(|p| p.starts_with(dir))
+}
+
 /// Fault injection for the tests of create's rollback: with `WARDEN_TEST_FAIL_CREATE_AT=step`
 /// in the daemon's environment, the first create that gets past that step fails right after
 /// it (later creates go through, so a test can check that the failed one gave back all it
@@ -515,5 +572,58 @@ fn fail_point(step: &str) -> Result<(), Error> {
             Err(Error::Runtime(format!("injected failure after {step}")))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tmpfs on a dir and a bind mount on a file, deep in the tree, each stop the removal
+    /// (as root, which may mount; skipped otherwise).
+    #[test]
+    fn removal_is_refused_while_anything_below_is_mounted() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        use nix::mount::{mount, umount2, MntFlags, MsFlags};
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("c");
+        let (deep, file) = (dir.join("a/b/m"), dir.join("a/netns"));
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(&file, "").unwrap();
+        std::fs::write(dir.join("a/b/kept"), "x").unwrap();
+        assert_eq!(mount_below(&dir), None);
+        mount(
+            Some("tmpfs"),
+            &deep,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let refused = remove_dir_all_retry(&dir);
+        assert_eq!(mount_below_per_mountinfo(&dir), Some(deep.clone()));
+        umount2(&deep, MntFlags::MNT_DETACH).unwrap();
+        let e = refused.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{} is still mounted", deep.display())),
+            "{e}"
+        );
+        assert!(dir.join("a/b/kept").exists(), "nothing was removed");
+        mount(
+            Some("/dev/null"),
+            &file,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let found = mount_below(&dir);
+        umount2(&file, MntFlags::MNT_DETACH).unwrap();
+        assert_eq!(found, Some(file));
+        remove_dir_all_retry(&dir).unwrap();
+        assert!(!dir.exists());
     }
 }

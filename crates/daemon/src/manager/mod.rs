@@ -176,6 +176,9 @@ pub struct Manager {
     seccomp: Option<serde_json::Value>,
     /// Where that profile's compiled program is, for the create helper (`<depot>/.seccomp`).
     seccomp_cache: PathBuf,
+    /// The host's cgroup mounts (their lines of /proc/self/mountinfo), read at start for
+    /// the create helper: the whole text grows with every container's mounts.
+    cgroup_mounts: String,
     /// The disk quota backend of the depot (chosen at start).
     disks: Arc<Disks>,
     /// Lets timers and background stops reach the manager.
@@ -210,6 +213,8 @@ impl Manager {
             }
         }
         let seccomp_cache = depot.join(".seccomp");
+        let cgroup_mounts = warden_runtime::cgroups::cgroup_mountinfo()
+            .map_err(|e| anyhow::anyhow!("the host's cgroup mounts: {e}"))?;
         let seccomp =
             crate::container::seccomp::load(&config.server.seccomp_profile, &seccomp_cache)
                 .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
@@ -255,6 +260,7 @@ impl Manager {
             firewall: Mutex::new(false),
             seccomp,
             seccomp_cache,
+            cgroup_mounts,
             disks: Arc::new(disks),
             this: this.clone(),
         });

@@ -44,7 +44,8 @@ impl Wardend {
         Self::start_pool(extra_server, extra, 24)
     }
 
-    /// As `start`, with a network pool of this prefix length (24: 64 containers; 30: one).
+    /// As `start`, with a network pool of this prefix length (24: 64 containers; 30: one; 22:
+    /// 256).
     pub fn start_pool(extra_server: &str, extra: &str, prefix_len: u8) -> Wardend {
         Self::start_with(extra_server, "", extra, prefix_len)
     }
@@ -101,12 +102,15 @@ impl Wardend {
         // table on the host masquerades (another test's daemon, running or left over):
         // wardend refuses to start on a pool another wardend's table covers.
         let taken = pools_in_use();
+        // A pool wider than a /24 starts on its own boundary and takes every /24 it covers.
+        let block = 1u32 << 24u8.saturating_sub(prefix_len);
         let mut k = (pid.wrapping_mul(7) + n * 131) % 4096;
         let pool = loop {
-            let (b, c) = (240 + k / 256, k % 256);
+            let (b, c) = (240 + k / 256, k % 256 / block * block);
             let candidate = format!("10.{b}.{c}.0");
             let default_pool = b == 254 && c < 4;
-            if !default_pool && !taken.contains(&candidate) {
+            let free = (c..c + block).all(|c| !taken.contains(&format!("10.{b}.{c}.0")));
+            if !default_pool && free {
                 break format!("{candidate}/{prefix_len}");
             }
             k = (k + 1) % 4096;

@@ -68,7 +68,8 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use mounts::{
-    parse_mountinfo, parse_proc_cgroup, CgroupMount, Hierarchies, MountKind, ProcCgroup,
+    cgroup_mountinfo, parse_mountinfo, parse_proc_cgroup, CgroupMount, Hierarchies, MountKind,
+    ProcCgroup,
 };
 pub use path::{expand_slice, CgroupPath, SystemdUnit};
 pub use stats::{
@@ -266,7 +267,16 @@ pub fn detect() -> Result<CgroupVersion> {
 /// the path is read) and the container id, on this host's hierarchies. Nothing is created
 /// until [`Manager::create`].
 pub fn new_manager(cgroups_path: Option<&str>, container_id: &str) -> Result<Box<dyn Manager>> {
-    Hierarchies::from_system()?.manager(cgroups_path, container_id)
+    new_manager_with(None, cgroups_path, container_id)
+}
+
+/// As [`new_manager`], the hierarchies from `mountinfo` (see [`cgroup_mountinfo`]) if given.
+pub fn new_manager_with(
+    mountinfo: Option<&str>,
+    cgroups_path: Option<&str>,
+    container_id: &str,
+) -> Result<Box<dyn Manager>> {
+    Hierarchies::from_system_with(mountinfo)?.manager(cgroups_path, container_id)
 }
 
 /// The calling process's own cgroup dirs, keyed as [`Manager::paths`] keys a container's

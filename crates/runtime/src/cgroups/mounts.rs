@@ -87,6 +87,21 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The lines of /proc/self/mountinfo that are cgroup mounts, all [`Hierarchies`] needs: for a
+/// caller that creates many containers and reads the whole text once (it grows with every
+/// mount on the host: a few ms at a thousand containers' overlays).
+pub fn cgroup_mountinfo() -> Result<String> {
+    let text = files::read(Path::new("/proc/self/mountinfo"))?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.split_once(" - ")
+                .is_some_and(|(_, fs)| fs.starts_with("cgroup ") || fs.starts_with("cgroup2 "))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect())
+}
+
 /// The cgroup mounts in a mountinfo text, in order. Other mounts and malformed lines are
 /// skipped.
 pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
@@ -178,9 +193,23 @@ impl Hierarchies {
 
     /// Reads /proc/self/mountinfo and /proc/self/cgroup.
     pub fn from_system() -> Result<Self> {
-        let mi = files::read(Path::new("/proc/self/mountinfo"))?;
+        Self::from_system_with(None)
+    }
+
+    /// As [`Hierarchies::from_system`], with `mountinfo` (the cgroup lines of a
+    /// /proc/self/mountinfo read before, see [`cgroup_mountinfo`]) in place of reading it
+    /// when given.
+    pub fn from_system_with(mountinfo: Option<&str>) -> Result<Self> {
+        let read;
+        let mi = match mountinfo {
+            Some(mi) => mi,
+            None => {
+                read = files::read(Path::new("/proc/self/mountinfo"))?;
+                &read
+            }
+        };
         let cg = files::read(Path::new("/proc/self/cgroup"))?;
-        Ok(Self::parse(&mi, &cg))
+        Ok(Self::parse(mi, &cg))
     }
 
     /// A cgroup2 hierarchy rooted at `root` (a mount point, or any directory a test owns and
@@ -373,6 +402,26 @@ impl Hierarchies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cgroup lines alone make the same hierarchies as the whole of this host's
+    /// mountinfo, and nothing else is kept.
+    #[test]
+    fn the_cgroup_lines_of_mountinfo_are_all_hierarchies_need() {
+        let lines = cgroup_mountinfo().unwrap();
+        let whole = files::read(Path::new("/proc/self/mountinfo")).unwrap();
+        assert_eq!(parse_mountinfo(&lines), parse_mountinfo(&whole));
+        assert_eq!(
+            lines.lines().count(),
+            parse_mountinfo(&whole).len(),
+            "{lines}"
+        );
+        assert_eq!(
+            Hierarchies::from_system_with(Some(&lines))
+                .unwrap()
+                .own_dirs(),
+            Hierarchies::from_system().unwrap().own_dirs()
+        );
+    }
 
     /// This development host: v1 controllers, name=systemd, and a hybrid cgroup2 at unified.
     pub(crate) const HYBRID_MOUNTINFO: &str = "\

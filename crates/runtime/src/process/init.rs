@@ -408,7 +408,10 @@ fn set_domainname(name: &str) -> Result<()> {
 }
 
 /// A new session keyring named after the container, so it does not see the host's keys.
-fn join_session_keyring(id: &str) -> Result<()> {
+/// The kernel charges it to the caller's uid (`kernel.keys.maxkeys`, 200 keys per uid by
+/// default): a caller that runs many containers whose root is one host uid calls this itself,
+/// as host root, and creates them with `no_new_keyring` (the init inherits the keyring).
+pub fn join_session_keyring(id: &str) -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     let name = cstring(id)?;
     // SAFETY: keyctl reads the NUL-terminated name only.
