@@ -338,6 +338,9 @@ fi
 for r in "${active[@]}"; do
     echo "  $r above the floor: lifecycle $(ms $((LC_MED[$r] - floor))) ms, run --rm $(ms $((RUN_MED[$r] - floor))) ms"
 done
+if [ -n "${PREFIX[crun]:-}" ]; then
+    echo "  crun -wrap above the floor: lifecycle $(ms $((nw_lc - floor))) ms, run --rm $(ms $((nw_run - floor))) ms"
+fi
 echo
 echo "commands on a running container (sleep), N=$N; median and p90 in ms; ratio = median / crun's without its wrapper"
 echo "(crun's exec and update run in the wrapper: \"-wrap\" subtracts its median; crun has no events)"
