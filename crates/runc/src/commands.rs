@@ -103,6 +103,7 @@ fn create_options(
         pid_file: args.pid_file.clone(),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
+        keyring_joined: false,
         preserve_fds: args.preserve_fds,
         console_socket: args.console_socket.clone(),
         detach,

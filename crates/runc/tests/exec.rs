@@ -216,3 +216,117 @@ fn exec_cpu_affinity_final_is_the_processs() {
     let status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
     assert_ne!(status_field(&status, "Cpus_allowed_list"), "1");
 }
+
+/// Makes the command's process join a new session keyring holding a `user` key described
+/// `secret`, as a daemon or an engine calling the runtime may have.
+fn with_secret_keyring(cmd: &mut std::process::Command, secret: &str) {
+    use std::os::unix::process::CommandExt;
+    let ring = std::ffi::CString::new(format!("{secret}-ring")).unwrap();
+    let desc = std::ffi::CString::new(secret).unwrap();
+    // SAFETY: only syscalls between fork and exec, on memory made before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+            const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+            if libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, ring.as_ptr()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let payload = b"x";
+            let r = libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                desc.as_ptr(),
+                payload.as_ptr(),
+                payload.len(),
+                KEY_SPEC_SESSION_KEYRING,
+            );
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// An exec'd process gets a session keyring of its own, as runc's does: the keys in the
+/// caller's session keyring (a daemon's, an engine's, a shell's) are not the container's.
+/// A static probe in the container searches its session keyring for the caller's key (the
+/// container's /proc/keys is masked, so listing it proves nothing). runc first.
+#[test]
+fn exec_does_not_get_the_callers_session_keyring() {
+    let env = Env::new("exec-keys");
+    let secret = format!("warden-secret-{}", std::process::id());
+    let dir = host_dir(&env, "probe", &[]);
+    let probe = dir.join("key_probe");
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O", "-o"])
+        .arg(&probe)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/key_probe.c"
+        ))
+        .output()
+        .expect("gcc (scripts/deps.sh installs it)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    // The check can fail: a process with that keyring finds the key.
+    let mut own = std::process::Command::new(&probe);
+    own.arg(&secret);
+    with_secret_keyring(&mut own, &secret);
+    let found = String::from_utf8_lossy(&own.output().unwrap().stdout).to_string();
+    assert!(
+        found.starts_with("found"),
+        "the caller does not find its key: {found}"
+    );
+
+    let id = env.new_id();
+    let b = env.bundle(&id, |s| {
+        s["process"]["args"] = serde_json::json!(["sleep", "60"]);
+        s["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/mnt", "type": "bind", "source": dir, "options": ["rbind", "ro"]
+        }));
+    });
+    let bs = b.to_str().unwrap();
+    let probe_args = ["exec", id.as_str(), "/mnt/key_probe", secret.as_str()];
+
+    let root = env.dir().join("runc-root");
+    let runc = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("runc");
+        cmd.arg("--root").arg(&root).args(args);
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    };
+    // The container's stdio: not pipes, which output() would wait on until it exits.
+    let run = runc(&["run", "-d", "-b", bs, &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(run.success(), "runc run -d failed");
+    let mut exec = runc(&probe_args);
+    with_secret_keyring(&mut exec, &secret);
+    let out = exec.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.starts_with("search:"),
+        "runc's exec: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    runc(&["delete", "--force", &id]).output().unwrap();
+
+    env.runc(&["run", "-d", "-b", bs, &id]).ok();
+    let out = env
+        .spawn_with(&probe_args, |c| with_secret_keyring(c, &secret))
+        .wait(CMD_TIMEOUT)
+        .ok();
+    assert!(
+        out.stdout.starts_with("search:"),
+        "the exec'd process has the caller's key: {}",
+        out.describe()
+    );
+    env.runc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id);
+}

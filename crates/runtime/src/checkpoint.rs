@@ -977,6 +977,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         seccomp: linux.and_then(|l| l.seccomp().clone()),
         external_descriptors: stdio_links(pid),
         personality: linux.and_then(|l| l.personality().clone()),
+        shared_keyring: false,
     };
     st.save(&opts.root)?;
     let mut console = console;

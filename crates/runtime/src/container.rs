@@ -35,6 +35,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// With `no_new_keyring`: the caller already joined a session keyring of the container's
+    /// own (wardend, which makes them as host root against the per-uid key quota), so the
+    /// init keeps it and the container's execs still get keyrings of their own.
+    pub keyring_joined: bool,
     /// Extra fds (3, 4, ...) the container inherits.
     pub preserve_fds: i32,
     /// Where the master of the container's terminal goes (when `process.terminal`); without
@@ -323,6 +327,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         seccomp: seccomp_profile,
         external_descriptors: Vec::new(),
         personality: linux.and_then(|l| l.personality().clone()),
+        shared_keyring: opts.no_new_keyring && !opts.keyring_joined,
     };
 
     let (parent_ch, child_ch) = channel::pair()?;
@@ -918,6 +923,7 @@ impl Container {
             preserve_fds: opts.preserve_fds,
             seccomp: seccomp.as_ref(),
             personality: self.state.personality.as_ref(),
+            new_keyring: (!self.state.shared_keyring).then_some(self.state.id.as_str()),
             join_last: paused,
             state: self.oci_state(),
         })?;

@@ -155,6 +155,12 @@ pub struct State {
     /// The config's `linux.personality`, which every `exec`'d process gets too (as runc's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personality: Option<oci_spec::runtime::LinuxPersonality>,
+    /// Created with runc's `--no-new-keyring`: the container shares its creator's session
+    /// keyring on purpose, and its `exec`s share their caller's. Otherwise (the default, and
+    /// every state written before this field) each exec'd process gets a session keyring of
+    /// its own, named after the container, as runc's do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_keyring: bool,
 }
 
 /// The mounts a container without its own mount namespace found under its rootfs, so that
@@ -365,6 +371,7 @@ mod tests {
             seccomp: None,
             external_descriptors: vec![],
             personality: None,
+            shared_keyring: false,
         };
         s.save(root.path()).unwrap();
         let back = State::load(root.path(), "c1").unwrap();

@@ -89,6 +89,7 @@ fn create_and_start(
         detach: true,
         seccomp_cache: Some(seccomp_cache.to_path_buf()),
         no_new_keyring: true,
+        keyring_joined: true,
         cgroup_mountinfo: Some(cgroup_mounts.to_string()),
         ..Default::default()
     })

@@ -77,6 +77,9 @@ pub struct ExecArgs<'a> {
     pub seccomp: Option<&'a crate::security::seccomp::Filter>,
     /// The container's `linux.personality`.
     pub personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
+    /// The name of a new session keyring for the process (the container's id), joined before
+    /// the namespaces, as host root; None keeps the caller's (`--no-new-keyring`).
+    pub new_keyring: Option<&'a str>,
     /// The cgroup is frozen: join it last and do not wait for the exec (see the module doc).
     pub join_last: bool,
     /// The container's state document, for a seccomp agent (notify rules).
@@ -209,6 +212,12 @@ fn child(a: &ExecArgs, targets: &[Target], in_user_ns: bool, ch: &Channel) -> Re
     // Before the user namespace: in it, raising a hard limit needs CAP_SYS_RESOURCE over the
     // host's namespace, which the container's root does not have.
     crate::security::rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    // The caller's session keyring (a daemon's, an engine's) is not the container's: a new
+    // one, made before the user namespace so that host root, not the container's root uid,
+    // is charged for it (the per-uid key quota).
+    if let Some(name) = a.new_keyring {
+        init::join_session_keyring(name)?;
+    }
     join_namespaces(targets)?;
     if !a.namespaces.iter().any(|n| n == "mnt") {
         // No mount namespace to join: the container's root is the init's chroot.
