@@ -749,3 +749,54 @@ fn kernel_surfaces_and_other_containers_are_out_of_reach() {
     }
     w.assert_clean();
 }
+
+/// A job gets a session keyring of its own: the daemon's (here: the one of the thread that
+/// started it, holding a key of the test's) is not the job's to search or read, even with the
+/// `unconfined` profile, which lets keyctl through. The probe is a static C program
+/// (`tests/fixtures/key_probe.c`) searching its session keyring.
+#[test]
+fn a_job_does_not_get_the_daemons_session_keyring() {
+    let secret = format!("warden-daemon-secret-{}", std::process::id());
+    let ring = std::ffi::CString::new(format!("{secret}-ring")).unwrap();
+    let desc = std::ffi::CString::new(secret.as_str()).unwrap();
+    // This test's thread only: the daemon it starts inherits the keyring.
+    // SAFETY: keyctl and add_key read the NUL-terminated strings and the payload only.
+    unsafe {
+        assert!(libc::syscall(libc::SYS_keyctl, 1 as libc::c_long, ring.as_ptr()) >= 0);
+        let payload = b"x";
+        let r = libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            -3 as libc::c_long,
+        );
+        assert!(r >= 0, "add_key: {}", std::io::Error::last_os_error());
+    }
+    let w = Wardend::start("container_seccomp_profile: unconfined", "");
+    let mut c = w.client();
+    let h = create_with_fixture(&w, &mut c, "key_probe");
+    // The check can fail: the daemon's side finds the key.
+    let host = Command::new(w.dir.path().join("bin/key_probe"))
+        .arg(&secret)
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).to_string();
+    assert!(host.starts_with("found"), "{host}");
+    for privileged in [false, true] {
+        let (code, out, err) = run_as(
+            &mut c,
+            &h,
+            &format!("/mnt/bin/key_probe {secret}"),
+            privileged,
+        );
+        assert_eq!(code, 0, "privileged {privileged}: {err}");
+        assert!(
+            out.starts_with("search:"),
+            "privileged {privileged}: the job has the daemon's key: {out}"
+        );
+    }
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}

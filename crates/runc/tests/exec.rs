@@ -261,9 +261,10 @@ fn exec_does_not_get_the_callers_session_keyring() {
     let cc = std::process::Command::new("gcc")
         .args(["-static", "-O", "-o"])
         .arg(&probe)
+        // The daemon's tests use the same probe for jobs.
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/key_probe.c"
+            "/../daemon/tests/fixtures/key_probe.c"
         ))
         .output()
         .expect("gcc (scripts/deps.sh installs it)");
