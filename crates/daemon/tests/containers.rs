@@ -73,6 +73,109 @@ fn create_info_run_destroy_leaves_nothing() {
     w.assert_clean();
 }
 
+/// The mount namespace wardend makes every container's from (a copy of the host's at start,
+/// the daemon holding it by an fd): none of the containers' mounts are in it, before or
+/// after a restart, and it stays that small; a bind mount still sees what the host mounted
+/// after the daemon started (its source is taken from the host's namespace, not the seed's).
+#[test]
+fn containers_start_from_a_mount_seed_and_binds_see_the_hosts_mounts() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let before = create(&mut c);
+    // A daemon restart: the new seed must leave out the live container's mounts too.
+    w.terminate();
+    w.spawn();
+    let mut c = w.client();
+    let late = w.dir.path().join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "wlate"])
+        .arg(&late)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _late_mount = Unmount(late.clone());
+    std::fs::write(late.join("f"), "mounted after the daemon started\n").unwrap();
+    let h = c
+        .create(CreateRequest {
+            bind_mounts: vec![BindMount {
+                src_path: late.display().to_string(),
+                dst_path: "/mnt/late".into(),
+                mode: Mode::Ro as i32,
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+        .handle;
+    let (code, out, err) = run(&mut c, &h, "cat /mnt/late/f");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "mounted after the daemon started\n"),
+        "{err}"
+    );
+
+    // The seed: the one mount namespace among the daemon's fds.
+    let own = std::fs::read_link(format!("/proc/{}/ns/mnt", w.pid())).unwrap();
+    let seeds: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", w.pid()))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("mnt:[") && l != own)
+        })
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(seeds.len(), 1, "{seeds:?}");
+    let mountinfo = std::process::Command::new("nsenter")
+        .arg(format!("--mount={}", seeds[0].display()))
+        .args(["cat", "/proc/self/mountinfo"])
+        .output()
+        .unwrap();
+    assert!(mountinfo.status.success(), "{mountinfo:?}");
+    let seed = String::from_utf8(mountinfo.stdout).unwrap();
+    let depot = std::fs::canonicalize(&w.depot).unwrap();
+    let points: Vec<&str> = seed.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    let inside: Vec<_> = points
+        .iter()
+        .filter(|p| {
+            std::path::Path::new(p)
+                .strip_prefix(&depot)
+                .is_ok_and(|r| !r.as_os_str().is_empty())
+        })
+        .collect();
+    assert!(
+        inside.is_empty(),
+        "the seed holds containers' mounts: {inside:?}"
+    );
+    assert!(
+        !points
+            .iter()
+            .any(|p| p.starts_with(&*late.to_string_lossy())),
+        "{seed}"
+    );
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host_inside = host
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&format!("{}/", depot.display())))
+        .count();
+    assert!(
+        host_inside >= 4,
+        "two containers' overlays and netns files: {host}"
+    );
+
+    for h in [h, before] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.assert_clean();
+}
+
 #[test]
 fn container_reaches_the_host_over_its_veth_with_allow_host_access() {
     let w = Wardend::start_net("allow_host_access: true");

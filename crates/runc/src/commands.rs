@@ -112,6 +112,8 @@ fn create_options(
         // One create per process: read where it is needed.
         cgroup_mountinfo: None,
         systemd_cgroup,
+        // runc's contract: the container's mount namespace is a copy of the caller's.
+        mount_seed: None,
     })
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{self, OFlag};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{self, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -57,6 +58,9 @@ pub struct CreateOptions {
     /// runc's `--systemd-cgroup`: `cgroupsPath` is `slice:prefix:name` and, where systemd
     /// manages the host, systemd makes the cgroup as a transient scope (`cgroups::systemd`).
     pub systemd_cgroup: bool,
+    /// A mount namespace (an nsfs file) to make the container's from, instead of a copy of
+    /// the caller's (see `rootfs::seed`): wardend's holds none of its containers' mounts.
+    pub mount_seed: Option<PathBuf>,
 }
 
 /// The compiled seccomp program in a container's state dir, for its execs.
@@ -238,7 +242,22 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // Idmapped mounts are made here, in the host's user namespace (the init, in a user
     // namespace of its own, could not idmap a host filesystem) and before anything of the
     // container exists; the init attaches them.
-    let detached = crate::rootfs::idmap::detached_mounts(spec, &bundle.dir)?;
+    let mut detached = crate::rootfs::idmap::detached_mounts(spec, &bundle.dir)?;
+    // With a seed, the init's namespace is a copy of the seed's: what it takes from ours by
+    // path is copied here first (see `rootfs::seed`). A mount namespace given by path is
+    // the container's as it is.
+    let new_mount_ns = plan.clone_flags.contains(CloneFlags::CLONE_NEWNS);
+    let seed = match &opts.mount_seed {
+        Some(path) if new_mount_ns => Some(crate::rootfs::seed::open_seed(path)?),
+        _ => None,
+    };
+    let rootfs_tree = match seed {
+        Some(_) => {
+            crate::rootfs::seed::bind_sources(spec, &bundle.dir, &mut detached)?;
+            Some(crate::rootfs::seed::rootfs(&bundle.rootfs)?)
+        }
+        None => None,
+    };
 
     state::ensure_root(&opts.root)?;
     let dir = State::dir(&opts.root, &opts.id);
@@ -340,8 +359,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     plan.enter_pid_namespace()?;
     let runtime_time_ns = plan.enter_time_namespace()?;
-    // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
-    // the child ends in exec or _exit inside `process::init::run`.
     // A new cgroup namespace is made by the init itself once it is in its cgroup (see
     // `Plan::clone_flags_for_init`), so that the namespace is rooted there.
     let own_ns = match plan.enter_for_init() {
@@ -351,7 +368,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             return Err(e);
         }
     };
-    let pid = match unsafe { process::clone_fork(plan.clone_flags_for_init()) } {
+    // The seed last: the init is cloned from it, and the parent goes back right after.
+    let in_seed = match seed.as_ref().map(crate::rootfs::seed::enter).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = Plan::leave_for_init(own_ns);
+            let _ = plan.leave_time_namespace(runtime_time_ns);
+            return Err(e);
+        }
+    };
+    // SAFETY: warden-runc is single-threaded (documented requirement of `create`), and
+    // the child ends in exec or _exit inside `process::init::run`.
+    let cloned = unsafe { process::clone_fork(plan.clone_flags_for_init()) };
+    let left = match &cloned {
+        Ok(pid) if pid.as_raw() == 0 => Ok(()),
+        _ => in_seed.map_or(Ok(()), crate::rootfs::seed::Entered::leave),
+    };
+    let pid = match cloned {
         Ok(pid) => pid,
         Err(e) => {
             let _ = Plan::leave_for_init(own_ns);
@@ -376,10 +409,13 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             hook_state: st.oci(Status::Creating),
             seccomp: seccomp.as_ref(),
             detached: &detached,
+            rootfs_tree: rootfs_tree.as_ref(),
         });
     }
     drop(detached);
+    drop(rootfs_tree);
     undo.child = Some(pid);
+    left?;
     plan.leave_time_namespace(runtime_time_ns)?;
     drop(child_ch);
     drop(fifo);

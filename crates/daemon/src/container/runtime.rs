@@ -1,8 +1,9 @@
 //! Starting a container's init with our runtime library, which must run single-threaded
 //! (it clones without exec): the daemon re-executes its own binary as
-//! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache> <cgroup mounts>`
-//! (before any thread starts; the cache is the dir of compiled seccomp programs the daemon
-//! made at start, the mounts the host's cgroup lines of mountinfo, read at start), which
+//! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache> <cgroup mounts>
+//! <mount seed>` (before any thread starts; the cache is the dir of compiled seccomp programs
+//! the daemon made at start, the mounts the host's cgroup lines of mountinfo, read at start,
+//! the seed the mount namespace the container's is made from, see [`MountSeed`]), which
 //! creates and starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
 //! descriptor that the init does not inherit. The init's stdio is /dev/null.
 //!
@@ -26,8 +27,10 @@ pub fn main_if_create() -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(CREATE_ARG) {
         return None;
     }
-    let [_, _, root, id, bundle, seccomp_cache, cgroup_mounts] = &args[..] else {
-        eprintln!("usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS");
+    let [_, _, root, id, bundle, seccomp_cache, cgroup_mounts, mount_seed] = &args[..] else {
+        eprintln!(
+            "usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS MOUNT_SEED"
+        );
         return Some(2);
     };
     // The result goes to a private copy of stdout; 0-2 become /dev/null for the init.
@@ -60,6 +63,7 @@ pub fn main_if_create() -> Option<i32> {
         Path::new(bundle),
         Path::new(seccomp_cache),
         cgroup_mounts,
+        (!mount_seed.is_empty()).then(|| PathBuf::from(mount_seed)),
     );
     let (doc, code) = match result {
         Ok(pid) => (serde_json::json!({ "pid": pid }), 0),
@@ -75,6 +79,7 @@ fn create_and_start(
     bundle: &Path,
     seccomp_cache: &Path,
     cgroup_mounts: &str,
+    mount_seed: Option<PathBuf>,
 ) -> Result<i32, String> {
     // The container's own session keyring, made here as host root, not by the init: every
     // container's root is the same host uid (the user namespace's first id), and the kernel
@@ -91,6 +96,7 @@ fn create_and_start(
         no_new_keyring: true,
         keyring_joined: true,
         cgroup_mountinfo: Some(cgroup_mounts.to_string()),
+        mount_seed,
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
@@ -114,6 +120,7 @@ pub async fn create(
     bundle: &Path,
     seccomp_cache: &Path,
     cgroup_mounts: &str,
+    mount_seed: Option<&MountSeed>,
 ) -> Result<i32, Error> {
     let out = tokio::process::Command::new(exe)
         .arg(CREATE_ARG)
@@ -122,6 +129,11 @@ pub async fn create(
         .arg(bundle)
         .arg(seccomp_cache)
         .arg(cgroup_mounts)
+        .arg(
+            mount_seed
+                .map(|s| s.path.as_path())
+                .unwrap_or(Path::new("")),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -143,6 +155,43 @@ pub async fn create(
             .unwrap_or("container create failed")
             .to_string(),
     ))
+}
+
+/// The mount namespace every container's is made from (`warden_runtime::rootfs::seed`): a
+/// copy of the host's made at start, with none of the containers' mounts in it and none to
+/// come (the host's table grows with every container's overlay and netns file, and a copy
+/// of it, walked again by each init, cost 1 ms more per create at 1,000 containers). Kept
+/// by its fd for the daemon's life; the create helper opens it through `/proc/<pid>/fd`.
+pub struct MountSeed {
+    _fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl MountSeed {
+    /// Makes the seed on a thread of its own (left in the namespace, then gone), keeping
+    /// the mounts that hold `depot`.
+    pub fn make(depot: &Path) -> Result<MountSeed, String> {
+        let depot = std::fs::canonicalize(depot)
+            .map_err(|e| format!("resolve {}: {e}", depot.display()))?;
+        // What the helper does at every create with a seed, tried once here: a kernel
+        // without open_tree (5.2) or mount_setattr (5.12) gets no seed rather than no
+        // containers.
+        warden_runtime::rootfs::idmap::clone_slave(&depot, false).map_err(|e| e.to_string())?;
+        let made = std::thread::Builder::new()
+            .name("warden-mntseed".into())
+            .spawn(move || warden_runtime::rootfs::seed::make(&[&depot]))
+            .map_err(|e| format!("spawn a thread: {e}"))?
+            .join()
+            .map_err(|_| "the thread panicked".to_string())?;
+        let (fd, kept) = made.map_err(|e| e.to_string())?;
+        tracing::debug!("mount namespace seed made with {kept} mounts");
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ));
+        Ok(MountSeed { _fd: fd, path })
+    }
 }
 
 /// The runtime's view of a container, if it has one.

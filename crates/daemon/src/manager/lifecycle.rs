@@ -242,6 +242,7 @@ impl Manager {
             &c.dir,
             &self.seccomp_cache,
             &self.cgroup_mounts,
+            self.mount_seed.as_ref(),
         )
         .await?;
         steps.mark("init");

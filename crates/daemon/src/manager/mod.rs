@@ -179,6 +179,9 @@ pub struct Manager {
     /// The host's cgroup mounts (their lines of /proc/self/mountinfo), read at start for
     /// the create helper: the whole text grows with every container's mounts.
     cgroup_mounts: String,
+    /// The mount namespace the containers' are made from; `None` if it could not be made
+    /// (then each is a copy of the host's, as runc's are).
+    mount_seed: Option<crate::container::runtime::MountSeed>,
     /// The disk quota backend of the depot (chosen at start).
     disks: Arc<Disks>,
     /// Lets timers and background stops reach the manager.
@@ -215,6 +218,9 @@ impl Manager {
         let seccomp_cache = depot.join(".seccomp");
         let cgroup_mounts = warden_runtime::cgroups::cgroup_mountinfo()
             .map_err(|e| anyhow::anyhow!("the host's cgroup mounts: {e}"))?;
+        let mount_seed = crate::container::runtime::MountSeed::make(&depot)
+            .map_err(|e| tracing::warn!("no mount namespace seed ({e}): each container's mount namespace will be a copy of the host's"))
+            .ok();
         let seccomp =
             crate::container::seccomp::load(&config.server.seccomp_profile, &seccomp_cache)
                 .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;
@@ -261,6 +267,7 @@ impl Manager {
             seccomp,
             seccomp_cache,
             cgroup_mounts,
+            mount_seed,
             disks: Arc::new(disks),
             this: this.clone(),
         });

@@ -42,6 +42,8 @@ pub struct InitArgs<'a> {
     /// The idmapped copies of `mounts` entries the runtime made, by index; fds the clone
     /// copied (close-on-exec).
     pub detached: &'a BTreeMap<usize, std::os::fd::OwnedFd>,
+    /// The rootfs's copy, when the mount namespace is made from a seed (`rootfs::seed`).
+    pub rootfs_tree: Option<&'a std::os::fd::OwnedFd>,
 }
 
 /// Runs the init; never returns.
@@ -86,7 +88,7 @@ fn init(a: &InitArgs) -> Result<Infallible> {
         cgroup_paths: a.cgroup_paths.clone(),
         own_mount_ns: a.plan.has(LinuxNamespaceType::Mount),
     };
-    crate::rootfs::prepare(a.spec, &opts, a.detached)?;
+    crate::rootfs::prepare(a.spec, &opts, a.detached, a.rootfs_tree)?;
 
     let spec_hooks = a.spec.hooks().as_ref();
     if hooks::any(spec_hooks, &[Kind::Prestart, Kind::CreateRuntime]) {

@@ -163,11 +163,37 @@ pub enum Depth {
 /// propagate back. Fails where the filesystem cannot be idmapped (EINVAL on tmpfs before
 /// 6.3, 9p, NFS, proc...).
 pub fn clone_idmapped(path: &Path, userns: BorrowedFd, depth: Depth) -> Result<OwnedFd> {
-    let c = cpath(path)?;
-    let recursive = if depth == Depth::Mount {
-        0
-    } else {
+    let tree = clone_slave(path, depth != Depth::Mount)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let idmap_flags = if depth == Depth::TreeIdmapped {
         libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    setattr(tree.as_fd(), idmap_flags, &attr).map_err(|e| {
+        Error::sys(
+            format!("mount_setattr(MOUNT_ATTR_IDMAP) on {}", path.display()),
+            e,
+        )
+    })?;
+    Ok(tree)
+}
+
+/// A detached copy of the mount at `path` (`recursive`: with every mount under it), a slave
+/// of what it copies: mounts made under it never propagate back, and mounts made under the
+/// original later do reach it (as with a bind in a container's rslave namespace). Held by
+/// the returned fd only; [`attach`] puts it somewhere.
+pub fn clone_slave(path: &Path, recursive: bool) -> Result<OwnedFd> {
+    let c = cpath(path)?;
+    let recursive = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
     };
     // SAFETY: open_tree reads the NUL-terminated path; returns a new fd or -1.
     let fd = unsafe {
@@ -194,23 +220,6 @@ pub fn clone_idmapped(path: &Path, userns: BorrowedFd, depth: Depth) -> Result<O
     };
     setattr(tree.as_fd(), libc::AT_RECURSIVE as libc::c_uint, &slave)
         .map_err(|e| Error::sys(format!("make the copy of {} a slave", path.display()), e))?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let idmap_flags = if depth == Depth::TreeIdmapped {
-        libc::AT_RECURSIVE as libc::c_uint
-    } else {
-        0
-    };
-    setattr(tree.as_fd(), idmap_flags, &attr).map_err(|e| {
-        Error::sys(
-            format!("mount_setattr(MOUNT_ATTR_IDMAP) on {}", path.display()),
-            e,
-        )
-    })?;
     Ok(tree)
 }
 
@@ -365,17 +374,7 @@ pub fn detached_mounts(spec: &Spec, bundle: &Path) -> Result<BTreeMap<usize, Own
             continue;
         };
         let dest = m.destination().display();
-        let source = m
-            .source()
-            .as_deref()
-            .ok_or_else(|| Error::Config(format!("bind mount {dest} has no source")))?;
-        let source = bundle.join(source);
-        std::fs::metadata(&source).map_err(|e| {
-            Error::Config(format!(
-                "bind mount source {} of {dest}: {e}",
-                source.display()
-            ))
-        })?;
+        let source = super::mounts::bind_source(m, bundle)?;
         let joined;
         let userns = match &mapping {
             Mapping::Maps(uids, gids) => {

@@ -12,6 +12,7 @@ pub mod devices;
 pub mod idmap;
 pub mod mounts;
 pub mod path;
+pub mod seed;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
@@ -42,11 +43,13 @@ pub struct RootfsOptions {
 }
 
 /// Everything before pivot_root. Must run in the container's own mount namespace.
-/// `detached` holds the idmapped copies the runtime made ([`idmap::detached_mounts`]).
+/// `detached` holds the copies of mounts the runtime made ([`idmap::detached_mounts`],
+/// [`seed::bind_sources`]); `rootfs_tree` the rootfs's, with a seed ([`seed`]).
 pub fn prepare(
     spec: &Spec,
     opts: &RootfsOptions,
     detached: &BTreeMap<usize, std::os::fd::OwnedFd>,
+    rootfs_tree: Option<&std::os::fd::OwnedFd>,
 ) -> Result<()> {
     let linux = spec.linux().as_ref();
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -69,15 +72,33 @@ pub fn prepare(
             make_parent_private(&opts.rootfs)?;
         }
     }
-    // The rootfs becomes a mount point of its own (pivot_root needs one).
-    mount(
-        Some(&opts.rootfs),
-        &opts.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .sys(format!("bind {} onto itself", opts.rootfs.display()))?;
+    if let Some(tree) = rootfs_tree {
+        // Made from a seed: the rootfs is the runtime's copy, put where root.path says.
+        let at = open(
+            &opts.rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            Error::Init(format!(
+                "the rootfs {} is not a directory in the mount namespace seed: {e}",
+                opts.rootfs.display()
+            ))
+        })?;
+        idmap::attach(tree, at.as_fd()).map_err(|e| {
+            Error::Init(format!("attach the rootfs {}: {e}", opts.rootfs.display()))
+        })?;
+    } else {
+        // The rootfs becomes a mount point of its own (pivot_root needs one).
+        mount(
+            Some(&opts.rootfs),
+            &opts.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .sys(format!("bind {} onto itself", opts.rootfs.display()))?;
+    }
     if !opts.own_mount_ns {
         // In the host's namespace: our bind (and the copies under it) must not be a peer
         // of the host's mounts, or every mount below would propagate back into them.
@@ -381,7 +402,7 @@ pub fn unmount_new(rootfs: &Path, before: &std::collections::BTreeSet<u64>) {
 }
 
 /// A mountinfo field with its octal escapes (`\\040` for a space...) decoded.
-fn unescape(field: &str) -> String {
+pub(crate) fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

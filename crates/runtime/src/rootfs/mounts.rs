@@ -11,7 +11,7 @@ use oci_spec::runtime::Mount;
 
 use super::idmap;
 use super::path::secure_join;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Result, SysContext};
 
 /// A mount's options as mount(2) takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +254,25 @@ fn at_target<T>(ctx: &Context, dest: &Path, f: impl FnOnce(&Path) -> Result<T>) 
     })
 }
 
+/// The source of the bind mount `m`, resolved against `bundle` (runc allows a relative one),
+/// checked to exist: what the runtime copies before the clone (idmapped binds, binds made
+/// from a seed) and what the error names if it is not there.
+pub fn bind_source(m: &Mount, bundle: &Path) -> Result<PathBuf> {
+    let dest = m.destination().display();
+    let source = m
+        .source()
+        .as_deref()
+        .ok_or_else(|| Error::Config(format!("bind mount {dest} has no source")))?;
+    let source = bundle.join(source);
+    std::fs::metadata(&source).map_err(|e| {
+        Error::Config(format!(
+            "bind mount source {} of {dest}: {e}",
+            source.display()
+        ))
+    })?;
+    Ok(source)
+}
+
 /// Mounts one entry inside the rootfs (before pivot_root). Mount points are created at the
 /// path `secure_join` resolves, but every mount(2) goes through [`at_target`], so a symlink
 /// swapped in meanwhile cannot move a mount out of the rootfs. `index` is the entry's place in
@@ -282,19 +301,28 @@ pub fn mount_entry(index: usize, m: &Mount, ctx: &Context) -> Result<()> {
                 m.destination().display()
             ))
         })?;
-        let meta = std::fs::metadata(source).map_err(|e| {
-            Error::Config(format!(
-                "bind mount source {} of {}: {e}",
-                source.display(),
-                m.destination().display()
-            ))
-        })?;
-        make_target(&dest, !meta.is_dir())?;
+        // A copy the runtime made is what gets mounted: its type, not the path's here
+        // (in a namespace made from a seed the path may be another file or none).
+        let is_dir = match ctx.detached.get(&index) {
+            Some(tree) => nix::sys::stat::fstat(tree.as_fd())
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .sys(format!("fstat the copy of {}", source.display()))?,
+            None => std::fs::metadata(source)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "bind mount source {} of {}: {e}",
+                        source.display(),
+                        m.destination().display()
+                    ))
+                })?
+                .is_dir(),
+        };
+        make_target(&dest, !is_dir)?;
         if let Some(tree) = ctx.detached.get(&index) {
             let target = super::path::open_in_root(ctx.rootfs, shown)?;
             idmap::attach(tree, target.as_fd()).map_err(|e| {
                 Error::Init(format!(
-                    "mount {}: attach the idmapped copy of {}: {e}",
+                    "mount {}: attach the copy of {}: {e}",
                     shown.display(),
                     source.display()
                 ))
