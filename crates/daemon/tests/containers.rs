@@ -1017,6 +1017,62 @@ fn containers_reach_neither_the_host_nor_each_other_by_default() {
     w.assert_clean();
 }
 
+/// The packet filter is IPv4's (`table ip`), so the host's end of a container's veth has no
+/// IPv6 at all: with the link-local address the kernel gives an interface by default, a
+/// container reached every host service listening on `[::]` over IPv6, whatever the rules.
+#[test]
+fn a_container_cannot_reach_the_host_over_ipv6() {
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        eprintln!("skipped: no IPv6 in this kernel");
+        return;
+    }
+    let w = Wardend::start("", "");
+    let mut c = w.client();
+    let a = create(&mut c);
+    let path = info(&mut c, &a).container_path.unwrap();
+    let id = std::path::Path::new(&path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let (host_if, cont_if) = (format!("{PREFIX}{id}-0"), format!("{PREFIX}{id}-1"));
+    // The link-local address the kernel would give the host's end (EUI-64 of its MAC).
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address")).unwrap();
+    let b: Vec<u8> = mac
+        .trim()
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    let ll = format!(
+        "fe80::{:x}:{:x}:{:x}:{:x}",
+        u16::from_be_bytes([b[0] ^ 2, b[1]]),
+        u16::from_be_bytes([b[2], 0xff]),
+        u16::from_be_bytes([0xfe, b[3]]),
+        u16::from_be_bytes([b[4], b[5]])
+    );
+    let (port, got) = listen("::");
+    let (code, out, err) = run_as(
+        &mut c,
+        &a,
+        &format!("sleep 2; echo x | nc -w 2 {ll}%{cont_if} {port}"),
+        true,
+    );
+    assert!(
+        got.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the container reached the host at {ll}: {code} {out} {err}"
+    );
+    assert_ne!(code, 0);
+    let addrs = std::fs::read_to_string("/proc/net/if_inet6").unwrap();
+    assert!(
+        !addrs
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(host_if.as_str())),
+        "{addrs}"
+    );
+    c.destroy(DestroyRequest { handle: a }).unwrap();
+    w.assert_clean();
+}
+
 #[test]
 fn allow_networks_opens_the_way_between_containers() {
     // The pool itself is allowed: containers may talk to each other.

@@ -515,6 +515,32 @@ fn a_container_whose_dir_was_moved_is_found_again_and_keeps_what_it_holds() {
     w.assert_clean();
 }
 
+/// A container made before the host's end of a veth lost its IPv6 (an older daemon) loses
+/// it when a daemon takes the container back (see `containers.rs`
+/// `a_container_cannot_reach_the_host_over_ipv6`).
+#[test]
+fn recovery_turns_ipv6_off_on_the_hosts_end_of_an_older_container() {
+    let knob = |cid: &str| format!("/proc/sys/net/ipv6/conf/{PREFIX}{cid}-0/disable_ipv6");
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let h = create(&mut c);
+    let cid = container_id(&mut c, &h);
+    if !std::path::Path::new(&knob(&cid)).exists() {
+        eprintln!("skipped: no IPv6 in this kernel");
+        return;
+    }
+    assert_eq!(std::fs::read_to_string(knob(&cid)).unwrap(), "1\n");
+    drop(c);
+    w.kill9();
+    std::fs::write(knob(&cid), "0").unwrap();
+    w.spawn();
+    let mut c = w.client();
+    assert_eq!(c.list().unwrap().handles, std::slice::from_ref(&h));
+    assert_eq!(std::fs::read_to_string(knob(&cid)).unwrap(), "1\n");
+    c.destroy(DestroyRequest { handle: h }).unwrap();
+    w.assert_clean();
+}
+
 #[test]
 fn a_daemon_whose_pool_overlaps_another_wardends_table_refuses_to_start() {
     // A daemon's table outlives it (its containers stay fenced); another daemon on the same

@@ -213,6 +213,12 @@ impl Manager {
             grace: StdMutex::new(Grace::default()),
             destroying: Mutex::new(()),
         });
+        // A container made by a daemon from before IPv6 was turned off on the host's ends
+        // (see `net::setup`) gets it turned off now.
+        let host_if = net::host_iface(&self.config.network.interface_prefix, &c.id);
+        if let Err(e) = net::disable_ipv6(&host_if) {
+            tracing::warn!(handle = %c.handle, "cannot disable IPv6 on {host_if}: {e}");
+        }
         // Its net_in/net_out back into the (just installed) table, its ports out of the pool.
         let (table, cid, ip) = (
             self.config.network.nftables_table.clone(),

@@ -307,9 +307,9 @@ async fn configure(
             .setns_by_fd(ns.ns.as_raw_fd())
             // Not `.up()` here: the kernel opens the peer before it is paired (ENOTCONN).
             .build();
+        // The host's end is brought up once it has no IPv6 (see `host_side`).
         let veth = LinkVeth::new(&host_if, &cont_if)
             .mtu(spec.mtu)
-            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
         host.link()
@@ -324,6 +324,18 @@ async fn configure(
             let index = link_index(host, &host_if)
                 .await
                 .map_err(step(format!("find {host_if}")))?;
+            // No IPv6 on the host's end: the packet filter is IPv4's, and with the
+            // link-local address the kernel gives every interface, a container reached each
+            // host service listening on [::] whatever the rules. It also keeps the host's
+            // IPv6 routing table from growing by a few routes per container (the kernel
+            // walks it for every interface that goes).
+            disable_ipv6(&host_if).map_err(step(format!("disable IPv6 on {host_if}")))?;
+            host.link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(nl_io)
+                .map_err(step(format!("bring {host_if} up")))?;
             host.address()
                 .add(index, IpAddr::V4(spec.host_ip), spec.prefix_len)
                 .execute()
@@ -381,6 +393,14 @@ async fn configure(
     };
 
     tokio::try_join!(lo_up, pair).map(|_| ())
+}
+
+/// Turns IPv6 off on the host's interface `name` (a host without IPv6 has nothing to do).
+pub fn disable_ipv6(name: &str) -> io::Result<()> {
+    match std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
 }
 
 /// Removes what [`setup`] made: the namespace file, then the veth pair (by deleting its host
