@@ -200,7 +200,8 @@ impl State {
         })
     }
 
-    /// Writes the state atomically: a temp file in the same dir, fsync'd, renamed over.
+    /// Writes the state atomically: a temp file in the same dir, renamed over (not fsync'd:
+    /// no container outlives a host crash).
     pub fn save(&self, root: &Path) -> Result<()> {
         let dir = Self::dir(root, &self.id);
         let tmp = dir.join(".state.json.tmp");

@@ -257,7 +257,11 @@ impl ProcId {
     }
 }
 
-/// Writes `data` to `path` through a temp file in the same dir, fsync'd, then renamed over.
+/// Writes `data` to `path` through a temp file in the same dir, then renamed over, so a reader
+/// sees the whole file or none. Not fsync'd: what these files are for (a daemon that died or
+/// restarted finding its jobs) needs only the page cache, which outlives every process; after
+/// a host crash no container and no job is left to find. An fsync cost 0.6 ms a file on the
+/// 2-core VM's disk, three per job.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
@@ -266,7 +270,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
