@@ -26,6 +26,14 @@ fn create_info_run_destroy_leaves_nothing() {
     assert_eq!(i.state.as_deref(), Some("active"));
     let path = i.container_path.clone().unwrap();
     assert!(path.starts_with(&w.depot.display().to_string()), "{path}");
+    // The overlay never syncs the host's filesystem (its `volatile` option; Linux 5.10).
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let overlay = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(&format!("{path}/rootfs")))
+        .unwrap_or_else(|| panic!("no overlay at {path}/rootfs: {mountinfo}"));
+    // Shown as `volatile`, or `fsync=volatile` since Linux 6.7.
+    assert!(overlay.contains("volatile"), "{overlay}");
     let (host, cont) = (i.host_ip.unwrap(), i.container_ip.unwrap());
     assert_ne!(host, cont);
     assert_eq!(c.list().unwrap().handles, vec![h.clone()]);

@@ -130,13 +130,36 @@ fn try_overlay(
         upper.display(),
         work.display()
     );
-    Ok(mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    ))
+    let overlay = |data: &str| {
+        mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data),
+        )
+    };
+    // `volatile` (Linux 5.10): the overlay never syncs its upper filesystem, which is the
+    // host's. Without it, the unmount at destroy (and a job's syncfs) flushed every dirty
+    // page of the host's filesystem, so a destroy waited on everyone else's writeback; no
+    // container outlives a host crash, so its layer needs no sync. An older kernel refuses
+    // the option (EINVAL), and is then asked without it.
+    static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
+        match overlay(&format!("{data},volatile")) {
+            Err(nix::errno::Errno::EINVAL) => {
+                // Only a refusal of the option itself is remembered.
+                if overlay(&data).is_ok() {
+                    REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!("overlay: this kernel has no `volatile` option");
+                    return Ok(Ok(()));
+                }
+                return Ok(Err(nix::errno::Errno::EINVAL));
+            }
+            r => return Ok(r),
+        }
+    }
+    Ok(overlay(&data))
 }
 
 /// Unmounts the overlay; fine if it is not mounted.
