@@ -95,7 +95,7 @@ fn create_on_this_thread(path: &Path) -> Result<NewNetns, NetError> {
     .inspect_err(undo_file)?;
     let rest = || -> Result<NewNetns, NetError> {
         // /proc/sys/net is the opening thread's namespace: this one's now.
-        std::fs::write(PING_GROUP_RANGE, PING_GROUPS)
+        write_sysctl(PING_GROUP_RANGE, PING_GROUPS)
             .map_err(ctx(format!("write {PING_GROUP_RANGE} in the netns")))?;
         let ns = File::open("/proc/thread-self/ns/net")
             .map_err(ctx("open /proc/thread-self/ns/net"))?
@@ -108,6 +108,61 @@ fn create_on_this_thread(path: &Path) -> Result<NewNetns, NetError> {
         let _ = destroy(path);
     })
 }
+
+/// Writes the sysctl file `path` (under /proc/sys) of this thread's network namespace
+/// through a procfs of its own (a new superblock since Linux 5.8), not the host's /proc: the
+/// host's keeps one dentry per network namespace for each sysctl name ever opened there,
+/// all in one hash chain that every lookup of the name compares against (`proc_sys_compare`),
+/// so with 1,000 live containers this write alone cost milliseconds. Where the new mount API
+/// is missing (before 5.2), the host's /proc.
+fn write_sysctl(path: &str, value: &str) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let rel = path.strip_prefix("/proc/").expect("a path under /proc");
+    // SAFETY: fsopen with a constant NUL-terminated name; the fd is checked and owned.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            return std::fs::write(path, value);
+        }
+        return Err(e);
+    }
+    // SAFETY: as above.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    // SAFETY: fsconfig(CMD_CREATE) takes no key or value; fsmount returns a new fd.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    if mnt < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above; the detached mount (and its superblock) goes with the fd.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as i32) };
+    let file = nix::fcntl::openat(
+        &mnt,
+        rel,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(errno)?;
+    std::io::Write::write_all(&mut File::from(file), value.as_bytes())
+}
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 
 /// Unmounts and removes a namespace file made by [`create`]. A file that is not there, or no
 /// longer mounted, is fine: this can be run any number of times.
