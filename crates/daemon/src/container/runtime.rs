@@ -194,6 +194,30 @@ impl MountSeed {
     }
 }
 
+/// Makes the containers' parent cgroup (`server.cgroup_parent`) and, in a cgroup v1
+/// cpuset hierarchy, sets its `cgroup.clone_children`: a new cpuset otherwise starts with no
+/// cpus and mems, the runtime writes the parent's into it, and the kernel checks each such
+/// write against every sibling (`validate_change`, then a rebuild of the scheduling
+/// domains): 3 ms of each create with 1,000 live containers. A child of a parent with
+/// `clone_children` is born with the parent's.
+pub fn prepare_cgroup_parent(cgroup_mounts: &str, parent: &str) -> Result<(), String> {
+    let m = warden_runtime::cgroups::new_manager_with(
+        Some(cgroup_mounts),
+        Some(&format!("/{parent}")),
+        "parent",
+    )
+    .and_then(|m| m.create().map(|()| m))
+    .map_err(|e| e.to_string())?;
+    if m.version() != warden_runtime::cgroups::CgroupVersion::V1 {
+        return Ok(());
+    }
+    if let Some(dir) = m.paths().get("cpuset") {
+        let knob = dir.join("cgroup.clone_children");
+        std::fs::write(&knob, "1").map_err(|e| format!("write {}: {e}", knob.display()))?;
+    }
+    Ok(())
+}
+
 /// The runtime's view of a container, if it has one.
 pub fn load(root: &Path, id: &str) -> Option<Container> {
     Container::load(root, id).ok()

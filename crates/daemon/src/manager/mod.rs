@@ -218,6 +218,13 @@ impl Manager {
         let seccomp_cache = depot.join(".seccomp");
         let cgroup_mounts = warden_runtime::cgroups::cgroup_mountinfo()
             .map_err(|e| anyhow::anyhow!("the host's cgroup mounts: {e}"))?;
+        // Creates would fail on the same cause, naming it, so this is not fatal here.
+        if let Err(e) = crate::container::runtime::prepare_cgroup_parent(
+            &cgroup_mounts,
+            &config.server.cgroup_parent,
+        ) {
+            tracing::warn!("config key server.cgroup_parent: {e}");
+        }
         let mount_seed = crate::container::runtime::MountSeed::make(&depot)
             .map_err(|e| tracing::warn!("no mount namespace seed ({e}): each container's mount namespace will be a copy of the host's"))
             .ok();
