@@ -114,6 +114,7 @@ fn create_options(
         systemd_cgroup,
         // runc's contract: the container's mount namespace is a copy of the caller's.
         mount_seed: None,
+        mount_seed_shares: Vec::new(),
     })
 }
 

@@ -61,6 +61,11 @@ pub struct CreateOptions {
     /// A mount namespace (an nsfs file) to make the container's from, instead of a copy of
     /// the caller's (see `rootfs::seed`): wardend's holds none of its containers' mounts.
     pub mount_seed: Option<PathBuf>,
+    /// Dirs the seed shows as the caller's namespace does (plain dirs of the caller's, on a
+    /// mount the seed keeps): a bind source below one is bound in the seed by path rather
+    /// than copied from the caller's namespace first. A copy (`open_tree`) walks every mount
+    /// beside the source on its mount, and `/` holds every container's.
+    pub mount_seed_shares: Vec<PathBuf>,
 }
 
 /// The compiled seccomp program in a container's state dir, for its execs.
@@ -253,7 +258,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     let rootfs_tree = match seed {
         Some(_) => {
-            crate::rootfs::seed::bind_sources(spec, &bundle.dir, &mut detached)?;
+            crate::rootfs::seed::bind_sources(
+                spec,
+                &bundle.dir,
+                &opts.mount_seed_shares,
+                &mut detached,
+            )?;
             Some(crate::rootfs::seed::rootfs(&bundle.rootfs)?)
         }
         None => None,

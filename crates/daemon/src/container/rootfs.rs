@@ -28,6 +28,7 @@ pub fn mount_overlay(
     layer: &Path,
     base: &Path,
     userns: Option<(&UserNamespace, &Path)>,
+    seed: Option<&super::runtime::MountSeed>,
 ) -> Result<(), Error> {
     let Some((ns, depot)) = userns else {
         return mount_overlay_on(dir, layer, base);
@@ -39,7 +40,7 @@ pub fn mount_overlay(
     // works, so that a refusal of the overlay as such is not taken for one of the idmap.
     let (mut reason, mut overlay_refused) = (None, None);
     if ns.rootfs == NamespaceRootfs::Auto && !super::userns::refused(base) {
-        let mounted = super::userns::mount_idmapped_lower(dir, base, ns).and_then(|lower| {
+        let mounted = super::userns::mount_idmapped_lower(dir, base, ns, seed).and_then(|lower| {
             try_overlay(dir, layer, &lower)?.map_err(|errno| {
                 overlay_refused = Some(errno);
                 overlay_error(dir, errno)

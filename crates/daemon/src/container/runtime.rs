@@ -27,9 +27,11 @@ pub fn main_if_create() -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(CREATE_ARG) {
         return None;
     }
-    let [_, _, root, id, bundle, seccomp_cache, cgroup_mounts, mount_seed] = &args[..] else {
+    let [_, _, root, id, bundle, seccomp_cache, cgroup_mounts, mount_seed, seed_shares] = &args[..]
+    else {
         eprintln!(
-            "usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS MOUNT_SEED"
+            "usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS MOUNT_SEED \
+             SEED_SHARED_DIR"
         );
         return Some(2);
     };
@@ -64,6 +66,7 @@ pub fn main_if_create() -> Option<i32> {
         Path::new(seccomp_cache),
         cgroup_mounts,
         (!mount_seed.is_empty()).then(|| PathBuf::from(mount_seed)),
+        (!seed_shares.is_empty()).then(|| PathBuf::from(seed_shares)),
     );
     let (doc, code) = match result {
         Ok(pid) => (serde_json::json!({ "pid": pid }), 0),
@@ -80,6 +83,7 @@ fn create_and_start(
     seccomp_cache: &Path,
     cgroup_mounts: &str,
     mount_seed: Option<PathBuf>,
+    seed_shares: Option<PathBuf>,
 ) -> Result<i32, String> {
     // The container's own session keyring, made here as host root, not by the init: every
     // container's root is the same host uid (the user namespace's first id), and the kernel
@@ -97,6 +101,7 @@ fn create_and_start(
         keyring_joined: true,
         cgroup_mountinfo: Some(cgroup_mounts.to_string()),
         mount_seed,
+        mount_seed_shares: seed_shares.into_iter().collect(),
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
@@ -129,11 +134,8 @@ pub async fn create(
         .arg(bundle)
         .arg(seccomp_cache)
         .arg(cgroup_mounts)
-        .arg(
-            mount_seed
-                .map(|s| s.path.as_path())
-                .unwrap_or(Path::new("")),
-        )
+        .arg(mount_seed.map_or(Path::new(""), |s| s.path.as_path()))
+        .arg(mount_seed.map_or(Path::new(""), |s| s.shared.as_path()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -165,32 +167,93 @@ pub async fn create(
 pub struct MountSeed {
     _fd: std::os::fd::OwnedFd,
     path: PathBuf,
+    /// The daemon's own files the init binds (its binary, the fuse node): plain files in
+    /// the depot, which the seed keeps, so bound there by path (see
+    /// `CreateOptions::mount_seed_shares`).
+    shared: PathBuf,
+    /// The default base rootfs, whose mounts the seed keeps too.
+    base: PathBuf,
+    /// The thread that made the seed, still in it: runs [`MountSeed::run`]'s work.
+    worker: std::sync::Mutex<std::sync::mpsc::Sender<Work>>,
 }
 
+type Work = Box<dyn FnOnce() + Send>;
+
 impl MountSeed {
-    /// Makes the seed on a thread of its own (left in the namespace, then gone), keeping
-    /// the mounts that hold `depot`.
-    pub fn make(depot: &Path) -> Result<MountSeed, String> {
-        let depot = std::fs::canonicalize(depot)
-            .map_err(|e| format!("resolve {}: {e}", depot.display()))?;
+    /// Makes the seed on a thread of its own, which stays in it to run [`MountSeed::run`]'s
+    /// work, keeping the mounts that hold `depot` and `base` (the default base rootfs);
+    /// `shared` is the daemon's dir of files the init binds.
+    pub fn make(depot: &Path, shared: &Path, base: &Path) -> Result<MountSeed, String> {
+        let resolve = |p: &Path| {
+            std::fs::canonicalize(p).map_err(|e| format!("resolve {}: {e}", p.display()))
+        };
+        let depot = resolve(depot)?;
+        // A missing default base fails each create that uses it (naming it), not the seed.
+        let base = resolve(base).unwrap_or_default();
         // What the helper does at every create with a seed, tried once here: a kernel
         // without open_tree (5.2) or mount_setattr (5.12) gets no seed rather than no
         // containers.
         warden_runtime::rootfs::idmap::clone_slave(&depot, false).map_err(|e| e.to_string())?;
-        let made = std::thread::Builder::new()
+        let (made_tx, made_rx) = std::sync::mpsc::channel();
+        let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
+        let keep: Vec<PathBuf> = [depot, base.clone()]
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        std::thread::Builder::new()
             .name("warden-mntseed".into())
-            .spawn(move || warden_runtime::rootfs::seed::make(&[&depot]))
-            .map_err(|e| format!("spawn a thread: {e}"))?
-            .join()
-            .map_err(|_| "the thread panicked".to_string())?;
-        let (fd, kept) = made.map_err(|e| e.to_string())?;
+            .spawn(move || {
+                let keep: Vec<&Path> = keep.iter().map(PathBuf::as_path).collect();
+                let made = warden_runtime::rootfs::seed::make(&keep);
+                let ok = made.is_ok();
+                let _ = made_tx.send(made);
+                if ok {
+                    // Until the daemon drops the sender.
+                    for work in work_rx {
+                        work();
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn a thread: {e}"))?;
+        let (fd, kept) = made_rx
+            .recv()
+            .map_err(|_| "the thread panicked".to_string())?
+            .map_err(|e| e.to_string())?;
         tracing::debug!("mount namespace seed made with {kept} mounts");
         let path = PathBuf::from(format!(
             "/proc/{}/fd/{}",
             std::process::id(),
             std::os::fd::AsRawFd::as_raw_fd(&fd)
         ));
-        Ok(MountSeed { _fd: fd, path })
+        Ok(MountSeed {
+            _fd: fd,
+            path,
+            shared: shared.to_path_buf(),
+            base,
+            worker: std::sync::Mutex::new(work_tx),
+        })
+    }
+
+    /// Whether the seed shows `base` as the host does (the default base, whose mounts it
+    /// keeps).
+    pub fn shows(&self, base: &Path) -> bool {
+        !self.base.as_os_str().is_empty()
+            && std::fs::canonicalize(base).is_ok_and(|b| b == self.base)
+    }
+
+    /// Runs `f` on the seed's thread and returns what it returns: an `open_tree` there walks
+    /// the seed's few mounts, not the host's, which hold every container's. Blocking.
+    pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let work: Work = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(work)
+            .ok()?;
+        rx.recv().ok()
     }
 }
 

@@ -183,6 +183,8 @@ impl Manager {
             self.config.user.namespace,
             self.config.server.container_depot_path.clone(),
         );
+        // The default base is idmapped from inside the seed (see `userns`).
+        let seed = self.mount_seed.clone().filter(|s| s.shows(&base));
         let mut timed = std::mem::take(steps);
         *steps = blocking(move || {
             // The writable layer, a quota unit of its own when the depot has quotas.
@@ -197,6 +199,7 @@ impl Manager {
                 &layer,
                 &base,
                 userns.as_ref().map(|ns| (ns, depot.as_path())),
+                seed.as_deref(),
             )?;
             timed.mark("overlay");
             fail_point("overlay")?;
@@ -242,7 +245,7 @@ impl Manager {
             &c.dir,
             &self.seccomp_cache,
             &self.cgroup_mounts,
-            self.mount_seed.as_ref(),
+            self.mount_seed.as_deref(),
         )
         .await?;
         steps.mark("init");

@@ -181,7 +181,7 @@ pub struct Manager {
     cgroup_mounts: String,
     /// The mount namespace the containers' are made from; `None` if it could not be made
     /// (then each is a copy of the host's, as runc's are).
-    mount_seed: Option<crate::container::runtime::MountSeed>,
+    mount_seed: Option<Arc<crate::container::runtime::MountSeed>>,
     /// The disk quota backend of the depot (chosen at start).
     disks: Arc<Disks>,
     /// Lets timers and background stops reach the manager.
@@ -225,9 +225,14 @@ impl Manager {
         ) {
             tracing::warn!("config key server.cgroup_parent: {e}");
         }
-        let mount_seed = crate::container::runtime::MountSeed::make(&depot)
-            .map_err(|e| tracing::warn!("no mount namespace seed ({e}): each container's mount namespace will be a copy of the host's"))
-            .ok();
+        let mount_seed = crate::container::runtime::MountSeed::make(
+            &depot,
+            &bin,
+            &config.server.container_rootfs_path,
+        )
+        .map(Arc::new)
+        .map_err(|e| tracing::warn!("no mount namespace seed ({e}): each container's mount namespace will be a copy of the host's"))
+        .ok();
         let seccomp =
             crate::container::seccomp::load(&config.server.seccomp_profile, &seccomp_cache)
                 .map_err(|e| anyhow::anyhow!("config key server.container_seccomp_profile: {e}"))?;

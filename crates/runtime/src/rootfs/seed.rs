@@ -44,10 +44,12 @@ pub fn rootfs(path: &Path) -> Result<OwnedFd> {
 
 /// Adds to `detached` a copy of the source of every bind mount of the spec that has none
 /// yet (the idmapped ones have theirs), keyed by the entry's index: the whole tree for
-/// `rbind`, the one mount for `bind`. A source relative to the bundle resolves there.
+/// `rbind`, the one mount for `bind`. A source relative to the bundle resolves there. One
+/// below a dir of `shares` (the seed shows it as ours) is left to the init to bind there.
 pub fn bind_sources(
     spec: &Spec,
     bundle: &Path,
+    shares: &[std::path::PathBuf],
     detached: &mut BTreeMap<usize, OwnedFd>,
 ) -> Result<()> {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -56,6 +58,9 @@ pub fn bind_sources(
             continue;
         }
         let source = super::mounts::bind_source(m, bundle)?;
+        if shares.iter().any(|d| source.starts_with(d)) {
+            continue;
+        }
         let recursive = opts.flags.contains(nix::mount::MsFlags::MS_REC);
         let tree = idmap::clone_slave(&source, recursive)
             .map_err(|e| Error::Init(format!("mount {}: {e}", m.destination().display())))?;
