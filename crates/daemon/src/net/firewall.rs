@@ -12,9 +12,11 @@
 //! What a container sends past the pool leaves with the host's address (masquerade in the nat
 //! postrouting chain, the original's `warden-postrouting`), so the replies find their way back.
 //!
-//! Every change is one transaction of nft commands run in process by libnftables (see
-//! `net::nftables`): the table at startup (replacing any previous version), each net_in and
-//! net_out, and a container's removal. The table is kept when the daemon stops: the
+//! Every change is one transaction: the table at startup (replacing any previous version) and
+//! a recovered container's rules as nft commands run in process by libnftables (see
+//! `net::nftables`); each net_in and net_out and a container's removal as a netlink batch
+//! built by `net::nfbatch`, whose cost does not grow with the table (libnftables reads every
+//! chain of the host back before such a change). The table is kept when the daemon stops: the
 //! containers, which outlive it, stay fenced.
 
 use super::nfbatch::{self, Batch, Data, Key};
@@ -240,6 +242,70 @@ impl NetOut {
         })
     }
 
+    /// The rule as nf_tables expressions: what nft makes of [`NetOut::rule`].
+    pub fn exprs(&self, id: &str) -> Vec<nfbatch::Expr> {
+        use nfbatch::Expr;
+        use std::net::Ipv4Addr;
+        let mut e = Vec::new();
+        if let Some(n) = &self.network {
+            e.push(Expr::Payload {
+                transport: false,
+                offset: 16,
+                len: 4,
+            });
+            let addr = |s: &str| {
+                s.parse::<Ipv4Addr>()
+                    .map_or(vec![0; 4], |a| a.octets().to_vec())
+            };
+            if let Some((a, b)) = n.split_once('-') {
+                e.push(Expr::Range(addr(a), addr(b)));
+            } else if let Some((a, p)) = n.split_once('/') {
+                let p: u32 = p.parse().unwrap_or(32);
+                let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+                e.push(Expr::Mask(mask.to_be_bytes().to_vec()));
+                e.push(Expr::Equals(addr(a)));
+            } else {
+                e.push(Expr::Equals(addr(n)));
+            }
+        }
+        let proto = match self.protocol.as_str() {
+            "tcp" => Some(6u8),
+            "udp" => Some(17),
+            "icmp" => Some(1),
+            _ => None,
+        };
+        if let Some(p) = proto {
+            e.push(Expr::L4Proto);
+            e.push(Expr::Equals(vec![p]));
+        }
+        let transport = |offset, len| Expr::Payload {
+            transport: true,
+            offset,
+            len,
+        };
+        if let (Some(_), Some(ports)) = (proto, &self.ports) {
+            let port = |s: &str| s.parse::<u16>().unwrap_or(0).to_be_bytes().to_vec();
+            e.push(transport(2, 2));
+            e.push(match ports.split_once('-') {
+                Some((a, b)) => Expr::Range(port(a), port(b)),
+                None => Expr::Equals(port(ports)),
+            });
+        }
+        if let Some(t) = self.icmp_type {
+            e.push(transport(0, 1));
+            e.push(Expr::Equals(vec![t]));
+            if let Some(c) = self.icmp_code {
+                e.push(transport(1, 1));
+                e.push(Expr::Equals(vec![c]));
+            }
+        }
+        if self.log {
+            e.push(Expr::Log(format!("warden-c{id} ")));
+        }
+        e.push(Expr::Accept);
+        e
+    }
+
     /// The nft rule (for chain `c<id>`).
     pub fn rule(&self, id: &str) -> String {
         let mut r = Vec::new();
@@ -327,15 +393,14 @@ pub fn net_out(
     ip: std::net::Ipv4Addr,
     rule: &NetOut,
 ) -> Result<(), FirewallError> {
-    nft(
-        &format!(
-            "{}insert rule ip {table} c{id} {}\n",
-            container_chain(table, id, ip),
-            rule.rule(id)
-        ),
-        table,
-    )
-    .map(drop)
+    // A batch of our own (see net_in).
+    let chain = format!("c{id}");
+    let mut batch = Batch::new(table);
+    batch
+        .add_chain(&chain)
+        .add_element("out_chains", Key::Addr(ip), Data::Jump(&chain), false)
+        .insert_rule(&chain, &rule.exprs(id), &rule.rule(id));
+    batch.commit().map_err(|e| rejected(table, e))
 }
 
 /// Puts a recovered container's net_in and net_out back (one transaction), in their order.
@@ -567,8 +632,11 @@ mod changes {
         }
     }
 
-    /// Table `name`, installed with `pool` (one that no other test uses).
-    fn installed(name: String, pool: Ipv4Cidr) -> Table {
+    /// Table `w<kind>_<pid>`, installed with the pool `a.b.c.0/len` (one that no other test
+    /// uses).
+    fn installed(kind: &str, [a, b, c]: [u8; 3], len: u8) -> Table {
+        let name = format!("w{kind}_{}", std::process::id());
+        let pool = Ipv4Cidr::new(Ipv4Addr::new(a, b, c, 0), len).unwrap();
         let mut net = super::tests::default_network();
         net.pool_network = pool;
         let t = Table(name);
@@ -594,14 +662,13 @@ mod changes {
     #[test]
     fn net_in_and_removal_are_batches_of_their_own_not_librarys() {
         // 100.127.0.0/24: the scale harness below takes 100.64-126.
-        let t = installed(
-            format!("wchg_{}", std::process::id()),
-            Ipv4Cidr::new(Ipv4Addr::new(100, 127, 0, 0), 24).unwrap(),
-        );
+        let t = installed("chg", [100, 127, 0], 24);
         let table = &t.0;
         let (a, b) = (Ipv4Addr::new(100, 127, 0, 2), Ipv4Addr::new(100, 127, 0, 3));
         let rule = tcp_443(None);
+        let before = runs();
         net_out(table, "a1", a, &rule).unwrap();
+        assert_eq!(runs(), before, "net_out went through libnftables");
         let listed = || nftables::run(&format!("list table ip {table}\n")).unwrap();
 
         // Neither net_in nor a removal runs a command through libnftables: its cache reads
@@ -668,6 +735,78 @@ mod changes {
         v[v.len() / 2].as_secs_f64() * 1e3
     }
 
+    #[test]
+    fn net_out_rules_are_what_nft_makes_of_their_text() {
+        // 100.127.1.0/24: see the test above.
+        let t = installed("rule", [100, 127, 1], 24);
+        let table = &t.0;
+        let req = |f: &dyn Fn(&mut warden_protocol::NetOutRequest)| {
+            let mut r = warden_protocol::NetOutRequest::default();
+            f(&mut r);
+            NetOut::from_request(&r).unwrap()
+        };
+        let rules = [
+            req(&|r| r.port = Some(80)),
+            req(&|r| {
+                r.network = Some("10.1.2.3/16".into());
+                r.port_range = Some("1:9".into());
+                r.protocol = Some(1);
+                r.log = Some(true);
+            }),
+            req(&|r| {
+                r.network = Some("10.0.0.1-10.0.0.9".into());
+                r.protocol = Some(2);
+                r.icmp_type = Some(8);
+            }),
+            req(&|r| {
+                r.network = Some("10.0.0.0/8".into());
+                r.protocol = Some(2);
+                r.icmp_type = Some(3);
+                r.icmp_code = Some(1);
+            }),
+            req(&|r| {
+                r.network = Some("10.0.0.1".into());
+                r.protocol = Some(3);
+            }),
+            req(&|r| {
+                r.network = Some("10.0.0.1/32".into());
+                r.protocol = Some(1);
+            }),
+            req(&|r| {
+                r.network = Some("0.0.0.0/0".into());
+                r.protocol = Some(2);
+            }),
+        ];
+        let body = |chain: &str| {
+            let text = nftables::run(&format!("list chain ip {table} {chain}\n")).unwrap();
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with("chain") && !l.starts_with("table") && *l != "}")
+                .map(|l| l.replace(&format!("warden-{chain}"), "warden-c"))
+                .collect::<Vec<_>>()
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let (ours, theirs) = (format!("r{i}"), format!("t{i}"));
+            net_out(table, &ours, Ipv4Addr::new(100, 127, 1, i as u8 + 2), rule).unwrap();
+            nftables::run(&format!(
+                "add chain ip {table} c{theirs}\ninsert rule ip {table} c{theirs} {}\n",
+                rule.rule(&theirs)
+            ))
+            .unwrap();
+            let ours_listed = body(&format!("c{ours}"));
+            assert_eq!(ours_listed.len(), 1, "{ours_listed:?}");
+            assert_eq!(
+                ours_listed,
+                body(&format!("c{theirs}")),
+                "{}",
+                rule.rule(&ours)
+            );
+        }
+        // A second rule goes on top, as `insert` does.
+        net_out(table, "r0", Ipv4Addr::new(100, 127, 1, 2), &rules[4]).unwrap();
+        assert_eq!(body("cr0")[0], "ip daddr 10.0.0.1 accept");
+    }
+
     /// The cost of a change with 10 and with many containers' worth of chains and elements in the
     /// table (docs/daemon.md, "Scale"). Root; its own table, removed on exit.
     ///
@@ -679,10 +818,7 @@ mod changes {
         let (n, runs) = (env("WARDEN_NFT_SCALE", 1000), env("WARDEN_NFT_RUNS", 50));
         let pid = std::process::id();
         let second = 64 + (pid % 63) as u8;
-        let t = installed(
-            format!("wscale_{pid}"),
-            Ipv4Cidr::new(Ipv4Addr::new(100, second, 0, 0), 16).unwrap(),
-        );
+        let t = installed("scale", [100, second, 0], 16);
         let table = &t.0;
         let ip = |i: usize| Ipv4Addr::new(100, second, (i / 250) as u8, (i % 250 + 1) as u8);
         let rule = tcp_443(Some("10.98.0.0/24"));

@@ -1,6 +1,7 @@
-//! Element and chain changes sent to nf_tables as netlink batches built here, without
-//! libnftables, for the per-container changes that only name objects (a map element, a
-//! chain): net_in's port mapping and a container's removal.
+//! The per-container changes of the packet filter (net_in's port mapping, net_out's chain,
+//! jump and rule, a container's removal) sent to nf_tables as netlink batches built here,
+//! without libnftables. The table itself, a recovered container's rules and what is listed
+//! still go through libnftables (`net::nftables`).
 //!
 //! Why: before every command libnftables 1.0.6 fills its cache, and for an element or rule
 //! command that cache holds every chain of the host's ruleset, dumped from the kernel and
@@ -23,6 +24,7 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 /// Linux 6.3+: a delete that is no error when the object is not there.
@@ -42,6 +44,18 @@ const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 const NFT_JUMP: i32 = -3;
+const NF_ACCEPT: i32 = 1;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+/// The verdict register and the first data register (16 bytes).
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_1: u32 = 1;
+const NFT_META_L4PROTO: u32 = 16;
+const NFT_CMP_EQ: u32 = 0;
+const NFT_RANGE_EQ: u32 = 0;
 const NLA_F_NESTED: u16 = 0x8000;
 
 const NLM_F_REQUEST: u16 = 0x1;
@@ -85,6 +99,29 @@ impl Key {
             Key::Addr(a) => a.to_string(),
         }
     }
+}
+
+/// One expression of a rule; each of the loads puts its value in the first register, which
+/// the checks after it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// `len` bytes at `offset` of the network (`transport` false) or transport header.
+    Payload {
+        transport: bool,
+        offset: u32,
+        len: u32,
+    },
+    /// The layer 4 protocol (`meta l4proto`).
+    L4Proto,
+    /// The register is `value`.
+    Equals(Vec<u8>),
+    /// The register is ANDed with the mask.
+    Mask(Vec<u8>),
+    /// The register is within `from..=to` (big-endian).
+    Range(Vec<u8>, Vec<u8>),
+    /// `log prefix "..."`.
+    Log(String),
+    Accept,
 }
 
 /// The commands of one transaction on an `ip` family table.
@@ -152,6 +189,84 @@ impl<'t> Batch<'t> {
         };
         let text = format!("{verb} chain ip {} {chain}", self.table);
         self.chain(ty, 0, chain, text)
+    }
+
+    /// `insert rule`: at the top of `chain`. `text` is the rule in nft syntax, for errors.
+    pub fn insert_rule(&mut self, chain: &str, exprs: &[Expr], text: &str) -> &mut Self {
+        let text = format!("insert rule ip {} {chain} {text}", self.table);
+        let start = self.message(NFT_MSG_NEWRULE, NLM_F_CREATE, text);
+        let b = &mut self.buf;
+        attr_str(b, NFTA_RULE_TABLE, self.table);
+        attr_str(b, NFTA_RULE_CHAIN, chain);
+        let list = nest_start(b, NFTA_RULE_EXPRESSIONS);
+        for e in exprs {
+            let elem = nest_start(b, NFTA_LIST_ELEM);
+            let u32_attr = |b: &mut Vec<u8>, ty: u16, v: u32| attr(b, ty, &v.to_be_bytes());
+            let data = |b: &mut Vec<u8>, ty: u16, v: &[u8]| {
+                let d = nest_start(b, ty);
+                attr(b, NFTA_DATA_VALUE, v);
+                nest_end(b, d);
+            };
+            let name = match e {
+                Expr::Payload { .. } => "payload",
+                Expr::L4Proto => "meta",
+                Expr::Equals(_) => "cmp",
+                Expr::Mask(_) => "bitwise",
+                Expr::Range(..) => "range",
+                Expr::Log(_) => "log",
+                Expr::Accept => "immediate",
+            };
+            attr_str(b, NFTA_EXPR_NAME, name);
+            let d = nest_start(b, NFTA_EXPR_DATA);
+            // The attribute numbers are each expression's own (linux/netfilter/nf_tables.h).
+            match e {
+                Expr::Payload {
+                    transport,
+                    offset,
+                    len,
+                } => {
+                    u32_attr(b, 1, NFT_REG_1); // NFTA_PAYLOAD_DREG
+                    u32_attr(b, 2, if *transport { 2 } else { 1 }); // BASE
+                    u32_attr(b, 3, *offset); // OFFSET
+                    u32_attr(b, 4, *len); // LEN
+                }
+                Expr::L4Proto => {
+                    u32_attr(b, 1, NFT_REG_1); // NFTA_META_DREG
+                    u32_attr(b, 2, NFT_META_L4PROTO); // KEY
+                }
+                Expr::Equals(v) => {
+                    u32_attr(b, 1, NFT_REG_1); // NFTA_CMP_SREG
+                    u32_attr(b, 2, NFT_CMP_EQ); // OP
+                    data(b, 3, v); // DATA
+                }
+                Expr::Mask(m) => {
+                    u32_attr(b, 1, NFT_REG_1); // NFTA_BITWISE_SREG
+                    u32_attr(b, 2, NFT_REG_1); // DREG
+                    u32_attr(b, 3, m.len() as u32); // LEN
+                    data(b, 4, m); // MASK
+                    data(b, 5, &vec![0; m.len()]); // XOR
+                }
+                Expr::Range(from, to) => {
+                    u32_attr(b, 1, NFT_REG_1); // NFTA_RANGE_SREG
+                    u32_attr(b, 2, NFT_RANGE_EQ); // OP
+                    data(b, 3, from); // FROM_DATA
+                    data(b, 4, to); // TO_DATA
+                }
+                Expr::Log(prefix) => attr_str(b, 2, prefix), // NFTA_LOG_PREFIX
+                Expr::Accept => {
+                    u32_attr(b, 1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
+                    let imm = nest_start(b, 2); // DATA
+                    let verdict = nest_start(b, NFTA_DATA_VERDICT);
+                    attr(b, NFTA_VERDICT_CODE, &NF_ACCEPT.to_be_bytes());
+                    nest_end(b, verdict);
+                    nest_end(b, imm);
+                }
+            }
+            nest_end(b, d);
+            nest_end(b, elem);
+        }
+        nest_end(b, list);
+        self.finish(start)
     }
 
     /// Sends the batch and waits for every message's answer: all applied, or none.
