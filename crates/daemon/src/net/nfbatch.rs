@@ -17,6 +17,7 @@
 
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -128,15 +129,23 @@ pub enum Expr {
 pub struct Batch<'t> {
     table: &'t str,
     buf: Vec<u8>,
-    /// The nft command each message stands for, by sequence number - 1.
+    /// The batch's first sequence number: the begin message's; the commands follow.
+    seq: u32,
+    /// The nft command each message stands for, in order.
     commands: Vec<String>,
 }
+
+/// Each batch takes its own range of sequence numbers, so that an answer to an earlier one
+/// is never taken for this one's.
+static SEQ: AtomicU32 = AtomicU32::new(1);
+const SEQ_RANGE: u32 = 1 << 20;
 
 impl<'t> Batch<'t> {
     pub fn new(table: &'t str) -> Batch<'t> {
         let mut b = Batch {
             table,
             buf: Vec::with_capacity(512),
+            seq: SEQ.fetch_add(SEQ_RANGE, Ordering::Relaxed),
             commands: Vec::new(),
         };
         b.header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, libc::AF_UNSPEC as u8);
@@ -280,7 +289,7 @@ impl<'t> Batch<'t> {
                 command: "open a netfilter netlink socket".into(),
             })?;
         let socket = socket.lock().unwrap_or_else(|p| p.into_inner());
-        exchange(socket.as_raw_fd(), &self.buf, &self.commands)
+        exchange(socket.as_raw_fd(), &self.buf, self.seq, &self.commands)
     }
 
     fn chain(&mut self, ty: u16, flags: u16, chain: &str, text: String) -> &mut Self {
@@ -352,13 +361,14 @@ impl<'t> Batch<'t> {
     /// A netlink header and nfgenmsg; the batch messages' own length is set here, a
     /// command's by [`Batch::finish`].
     fn header(&mut self, ty: u16, flags: u16, family: u8) {
-        let seq = self.commands.len() as u32;
+        assert!(
+            self.commands.len() < SEQ_RANGE as usize - 1,
+            "a batch too long"
+        );
         let batch = ty == NFNL_MSG_BATCH_BEGIN || ty == NFNL_MSG_BATCH_END;
-        let seq = if ty == NFNL_MSG_BATCH_END {
-            seq + 1
-        } else {
-            seq
-        };
+        // Begin: seq; command i (pushed already): seq + 1 + i; end: after the last.
+        let n = self.commands.len() as u32 + u32::from(ty == NFNL_MSG_BATCH_END);
+        let seq = self.seq.wrapping_add(n);
         let b = &mut self.buf;
         b.extend_from_slice(&20u32.to_ne_bytes());
         b.extend_from_slice(&ty.to_ne_bytes());
@@ -432,19 +442,22 @@ fn open() -> Result<OwnedFd, i32> {
     Ok(fd)
 }
 
-/// Sends `batch` and reads one answer per command (sequence numbers 1..=n).
-fn exchange(fd: i32, batch: &[u8], commands: &[String]) -> Result<(), BatchError> {
+/// Sends `batch` and reads one answer per command (sequence numbers `seq` + 1..=n).
+fn exchange(fd: i32, batch: &[u8], seq: u32, commands: &[String]) -> Result<(), BatchError> {
     let os = |command: &str| BatchError {
         errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
         command: command.to_string(),
     };
+    let mut buf = vec![0u8; 16384];
+    // What an earlier batch left unread (one that timed out) goes first.
+    // SAFETY: recv(2) into a buffer we own.
+    while unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) } > 0 {}
     // SAFETY: send(2) of a buffer we own, to the kernel (the unbound socket's default peer).
     if unsafe { libc::send(fd, batch.as_ptr().cast(), batch.len(), 0) } < 0 {
         return Err(os("send the batch"));
     }
     let mut answered = vec![false; commands.len()];
     let mut first: Option<BatchError> = None;
-    let mut buf = vec![0u8; 16384];
     // The kernel queues every answer of a batch at once, when it is done with it: after the
     // first read, what is not there yet will not come.
     let mut wait = 0;
@@ -463,17 +476,19 @@ fn exchange(fd: i32, batch: &[u8], commands: &[String]) -> Result<(), BatchError
         while msg.len() >= 16 {
             let len = u32::from_ne_bytes(msg[0..4].try_into().unwrap()) as usize;
             let ty = u16::from_ne_bytes(msg[4..6].try_into().unwrap());
-            let seq = u32::from_ne_bytes(msg[8..12].try_into().unwrap()) as usize;
+            let i = u32::from_ne_bytes(msg[8..12].try_into().unwrap())
+                .wrapping_sub(seq)
+                .wrapping_sub(1) as usize;
             if len < 16 || len > msg.len() {
                 break;
             }
-            if ty == NLMSG_ERROR && len >= 20 && (1..=commands.len()).contains(&seq) {
-                answered[seq - 1] = true;
+            if ty == NLMSG_ERROR && len >= 20 && i < commands.len() {
+                answered[i] = true;
                 let errno = -i32::from_ne_bytes(msg[16..20].try_into().unwrap());
                 if errno != 0 && first.is_none() {
                     first = Some(BatchError {
                         errno,
-                        command: commands[seq - 1].clone(),
+                        command: commands[i].clone(),
                     });
                 }
             }
