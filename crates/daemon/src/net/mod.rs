@@ -29,6 +29,7 @@ pub mod bandwidth;
 pub mod firewall;
 pub mod host;
 pub mod netns;
+mod nfbatch;
 mod nftables;
 
 use std::fmt;

@@ -63,9 +63,18 @@ unsafe impl Send for Nft {}
 
 static NFT: OnceLock<Result<Mutex<Nft>, NftError>> = OnceLock::new();
 
+#[cfg(test)]
+thread_local! {
+    /// The commands this thread ran through the library: a test's check that a change
+    /// does not (the library's cache costs more with each chain of the host, `net::nfbatch`).
+    pub static RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Runs `commands` (nft syntax, one or more lines) as one transaction; what the commands
 /// print (a `list`) is returned.
 pub fn run(commands: &str) -> Result<String, NftError> {
+    #[cfg(test)]
+    RUNS.with(|r| r.set(r.get() + 1));
     let nft = NFT
         .get_or_init(|| Nft::open().map(Mutex::new))
         .as_ref()
