@@ -110,8 +110,8 @@ impl Entered {
 }
 
 /// Makes a seed (see the module's text) on the calling thread, which is left in it: call it
-/// on a thread of its own that does nothing else afterwards. Returns the namespace's fd and
-/// how many mounts it kept.
+/// on a thread of its own, which from then on works in the seed only (wardend's stays, to
+/// make copies there). Returns the namespace's fd and how many mounts it kept.
 pub fn make(keep: &[&Path]) -> Result<(OwnedFd, usize)> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).sys("unshare(CLONE_NEWNS)")?;
     // First, before any unmount: a copy of a shared mount is its peer, and unmounting it
