@@ -2,11 +2,14 @@
 # The kernel operations whose cost grows with the number of live containers, alone, with
 # 10 and with N (default 1000) of what each container leaves on the host (see bench/README.md):
 #   - a new mount namespace (copied from the host's: every container's overlay and netns
-#     bind are in it), made rslave, as a container's init does: `unshare -m`;
-#   - the ping_group_range write in a new network namespace, as wardend's netns setup does,
+#     bind are in it), made rslave, as a container's init did before wardend made them from
+#     a seed: `unshare -m`;
+#   - the ping_group_range write in a new network namespace through the host's /proc (as
+#     wardend's netns setup did before it used a procfs of its own),
 #     beside N other network namespaces (each has its own net.ipv4 sysctl table);
 #   - a veth pair added, brought up and deleted beside N others (each up, with its IPv6
-#     link-local address and routes, as wardend's host-side ends are);
+#     link-local address and routes, as wardend's host-side ends were before it turned IPv6
+#     off on them);
 #   - one nftables change (an element added to a map, then removed) in a table with N
 #     chains, N verdict-map elements jumping to them and N port mappings, as wardend's
 #     table has with N containers that each have a net_out rule and a net_in.
@@ -53,7 +56,9 @@ mounts_to() {
 netns_to() {
     have=$(echo $holders | wc -w)
     while [ "$have" -lt "$1" ]; do
-        unshare -n sleep 3600 &
+        # Each opens its ping_group_range once, as wardend's netns setup does: the host's
+        # /proc keeps a dentry per namespace for the name, all in one hash chain.
+        unshare -n sh -c 'read -r _ </proc/sys/net/ipv4/ping_group_range; exec sleep 3600' &
         holders="$holders $!"
         have=$((have + 1))
     done
