@@ -215,6 +215,21 @@ fn a_containers_cpuset_is_born_with_its_parents() {
     w.assert_clean();
 }
 
+/// A daemon that makes no container makes no cgroup on the host: its containers' parent is
+/// made (and set up, see `a_containers_cpuset_is_born_with_its_parents`) by the first create.
+#[test]
+fn a_daemon_that_makes_no_container_makes_no_cgroup() {
+    let w = Wardend::start("", "");
+    assert!(w.client().list().unwrap().handles.is_empty());
+    let made: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(&w.cgroup_parent))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
+}
+
 #[test]
 fn container_reaches_the_host_over_its_veth_with_allow_host_access() {
     let w = Wardend::start_net("allow_host_access: true");

@@ -238,6 +238,7 @@ impl Manager {
         bundle::write(&c.dir, &config)?;
         steps.mark("bundle");
         fail_point("bundle")?;
+        self.prepare_cgroup_parent();
         runtime::create(
             &self.exe,
             &c.runtime_root(),
@@ -251,6 +252,21 @@ impl Manager {
         steps.mark("init");
         fail_point("init")?;
         Ok(())
+    }
+
+    /// The containers' cgroup parent, made and set up once (see
+    /// `runtime::prepare_cgroup_parent`); tried again by the next create if it failed, which
+    /// the runtime then reports itself.
+    fn prepare_cgroup_parent(&self) {
+        use std::sync::atomic::Ordering;
+        if self.cgroup_parent_ready.load(Ordering::Relaxed) {
+            return;
+        }
+        match runtime::prepare_cgroup_parent(&self.cgroup_mounts, &self.config.server.cgroup_parent)
+        {
+            Ok(()) => self.cgroup_parent_ready.store(true, Ordering::Relaxed),
+            Err(e) => tracing::warn!("config key server.cgroup_parent: {e}"),
+        }
     }
 
     pub(super) fn net_spec(&self, c: &Container) -> net::NetSpec {

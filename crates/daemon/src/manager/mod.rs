@@ -182,6 +182,9 @@ pub struct Manager {
     /// The mount namespace the containers' are made from; `None` if it could not be made
     /// (then each is a copy of the host's, as runc's are).
     mount_seed: Option<Arc<crate::container::runtime::MountSeed>>,
+    /// Whether the containers' cgroup parent is made and set up (by the first create: a
+    /// daemon that makes no container makes no cgroup).
+    cgroup_parent_ready: std::sync::atomic::AtomicBool,
     /// The disk quota backend of the depot (chosen at start).
     disks: Arc<Disks>,
     /// Lets timers and background stops reach the manager.
@@ -218,13 +221,6 @@ impl Manager {
         let seccomp_cache = depot.join(".seccomp");
         let cgroup_mounts = warden_runtime::cgroups::cgroup_mountinfo()
             .map_err(|e| anyhow::anyhow!("the host's cgroup mounts: {e}"))?;
-        // Creates would fail on the same cause, naming it, so this is not fatal here.
-        if let Err(e) = crate::container::runtime::prepare_cgroup_parent(
-            &cgroup_mounts,
-            &config.server.cgroup_parent,
-        ) {
-            tracing::warn!("config key server.cgroup_parent: {e}");
-        }
         let mount_seed = crate::container::runtime::MountSeed::make(
             &depot,
             &bin,
@@ -280,6 +276,7 @@ impl Manager {
             seccomp_cache,
             cgroup_mounts,
             mount_seed,
+            cgroup_parent_ready: std::sync::atomic::AtomicBool::new(false),
             disks: Arc::new(disks),
             this: this.clone(),
         });
