@@ -1,9 +1,11 @@
 //! Starting a container's init with our runtime library, which must run single-threaded
 //! (it clones without exec): the daemon re-executes its own binary as
 //! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache> <cgroup mounts>
-//! <mount seed>` (before any thread starts; the cache is the dir of compiled seccomp programs
-//! the daemon made at start, the mounts the host's cgroup lines of mountinfo, read at start,
-//! the seed the mount namespace the container's is made from, see [`MountSeed`]), which
+//! <mount seed> <seed's shared dir>` (before any thread starts; the cache is the dir of
+//! compiled seccomp programs the daemon made at start, the mounts the host's cgroup lines of
+//! mountinfo, read at start, the seed the mount namespace the container's is made from and
+//! the dir of the daemon's files it shows as the host does, see [`MountSeed`]; both empty
+//! without a seed), which
 //! creates and starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
 //! descriptor that the init does not inherit. The init's stdio is /dev/null.
 //!
