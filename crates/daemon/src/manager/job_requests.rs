@@ -144,18 +144,42 @@ impl Manager {
         c: &Arc<Container>,
         job_id: u32,
     ) -> Result<LinkResponse, Error> {
-        let dir = Self::job_dir(&*c.inner.lock().await, job_id)?;
-        let result = jobs::link(&dir)
-            .await
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let dir = {
+            let mut inner = c.inner.lock().await;
+            let dir = Self::job_dir(&inner, job_id)?;
+            *inner.linking.entry(job_id).or_default() += 1;
+            dir
+        };
+        let result = jobs::link(&dir).await;
         let mut inner = c.inner.lock().await;
-        // Only the first linker removes the job; the others still get its result.
+        let still = inner.linking.get_mut(&job_id).map(|n| {
+            *n -= 1;
+            *n
+        });
+        if still == Some(0) {
+            inner.linking.remove(&job_id);
+        }
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // The last reader of a job another link already took.
+                if still == Some(0) && !inner.jobs.contains_key(&job_id) {
+                    jobs::remove(&dir);
+                }
+                return Err(Error::Runtime(e.to_string()));
+            }
+        };
+        // Only the first linker to finish takes the job from the container (a later link
+        // is `no such job`); the others already linking still get its result, and the last
+        // of them removes its dir (before, the first one did, while another was reading it).
         if inner.jobs.remove(&job_id).is_some() {
             // The container's events are the protocol's (SPEC 4): only the output limit.
             if result.error.as_deref() == Some(jobs::OUTPUT_LIMIT_ERROR) {
                 inner.events.push(jobs::OUTPUT_LIMIT_ERROR.to_string());
             }
             c.save(&inner);
+        }
+        if still == Some(0) {
             jobs::remove(&dir);
         }
         drop(inner);

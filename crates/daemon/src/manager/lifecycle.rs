@@ -113,6 +113,7 @@ impl Manager {
                 state: State::Born,
                 events: Vec::new(),
                 jobs: BTreeMap::new(),
+                linking: BTreeMap::new(),
                 obituary: None,
                 limit_memory: None,
                 limit_cpu: None,

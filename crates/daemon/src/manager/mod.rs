@@ -73,6 +73,8 @@ struct Inner {
     events: Vec<String>,
     /// Jobs not yet linked, by id.
     jobs: BTreeMap<u32, PathBuf>,
+    /// Links still reading a job's dir, by job id: the last one removes the dir.
+    linking: BTreeMap<u32, u32>,
     /// The info kept when a destroy begins (SPEC 3.4's obituary), for linkers.
     obituary: Option<InfoResponse>,
     limit_memory: Option<u64>,

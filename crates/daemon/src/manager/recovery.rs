@@ -197,6 +197,7 @@ impl Manager {
                 state: snap.state,
                 events: snap.events,
                 jobs: jobs_map,
+                linking: BTreeMap::new(),
                 obituary: None,
                 limit_memory: snap.limit_memory,
                 limit_cpu: snap.limit_cpu,
