@@ -102,6 +102,23 @@ trap 'exit 130' INT TERM
     # temp dirs (container depots among them) go to a tmpfs of their own.
     echo "mkdir -p /run/warden-tmp && mount -t tmpfs -o mode=1777 tmpfs /run/warden-tmp || exit 1"
     echo "export TMPDIR=/run/warden-tmp"
+    # The guest's root is 9p without a cache: every exec read its binary from the host again,
+    # and the tests exec the runtime for every container and wardend for every job (the
+    # lane ran past its 20 minutes). The binaries, without their debug info, and the test
+    # rootfs are copied into a tmpfs once and bound over their paths, so that every path
+    # stays what the tests were built with.
+    echo "mkdir -p /run/warden-bin && mount -t tmpfs tmpfs /run/warden-bin || exit 1"
+    echo 'local_copy() {'
+    echo '    c=/run/warden-bin/$(echo "$1" | tr / _)'
+    echo '    [ ! -e "$c" ] || return 0'
+    echo '    if [ -d "$1" ]; then cp -a "$1" "$c"; else objcopy --strip-debug "$1" "$c"; fi &&'
+    echo '        mount --bind "$c" "$1"'
+    echo '}'
+    echo "local_copy '$rootfs' || exit 1"
+    for b in $(cargo metadata -q --no-deps --format-version 1 |
+        jq -r '.packages[].targets[] | select(.kind == ["bin"]) | .name'); do
+        echo "local_copy '$repo/target/debug/$b' || exit 1"
+    done
     echo "uname -r > '$out/kernel'"
     echo "cat /sys/fs/cgroup/cgroup.controllers > '$out/controllers'"
 } > "$out/guest.sh"
@@ -115,7 +132,9 @@ for line in "${lane[@]}"; do
     [ -n "$exe" ] || die "cannot build test $target of $pkgname (scripts/vm-lane.txt: $line)"
     n=$((n + 1))
     # Each binary under tini (a subreaper, as on the host) and a time limit of its own.
-    echo "env ${envs[*]} timeout -k 10 600 tini -s -g -- '$exe' $args > '$out/$n.log' 2>&1; echo \"\$? $pkgname $target\" >> '$out/results'" >> "$out/guest.sh"
+    # The result line is `<exit status> <package> <target> <seconds>`.
+    echo "local_copy '$exe' || exit 1" >> "$out/guest.sh"
+    echo "s=\$(date +%s); env ${envs[*]} timeout -k 10 600 tini -s -g -- '$exe' $args > '$out/$n.log' 2>&1; rc=\$?; echo \"\$rc $pkgname $target \$((\$(date +%s) - s))\" >> '$out/results'" >> "$out/guest.sh"
 done
 echo "echo done > '$out/finished'" >> "$out/guest.sh"
 chmod +x "$out/guest.sh"
@@ -147,15 +166,16 @@ n=0
 for line in "${lane[@]}"; do
     n=$((n + 1))
     split_line "$line"
-    rc=$(awk -v t="$pkgname $target" '$2 " " $3 == t { print $1; exit }' "$out/results" 2>/dev/null || true)
+    # The n-th result line is the n-th lane line's (a target may be on two lines).
+    read -r rc secs <<< "$(awk -v n="$n" 'NR == n { print $1, $4; exit }' "$out/results" 2>/dev/null || true)"
     counts=$(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { print p+0, f+0, i+0 }' "$out/$n.log" 2>/dev/null || echo "0 0 0")
     read -r tp tf ti <<< "$counts"
     p=$((p + tp)) f=$((f + tf)) i=$((i + ti))
     if [ "$rc" = 0 ]; then
-        echo "vm-test: ok     $pkgname $target ($tp passed, $ti skipped)"
+        echo "vm-test: ok     $pkgname $target ($tp passed, $ti skipped, ${secs}s)"
     else
         status=1
-        echo "vm-test: FAILED $pkgname $target (exit ${rc:-none}; $tp passed, $tf failed)"
+        echo "vm-test: FAILED $pkgname $target (exit ${rc:-none}; $tp passed, $tf failed${secs:+, ${secs}s})"
         [ -f "$out/$n.log" ] && grep -vE '^test .* ok$' "$out/$n.log" | tail -n 60 | sed 's/^/    /'
     fi
 done
