@@ -7,6 +7,7 @@
 //! - [`registry`]: containers by handle.
 //! - [`listen`]: the socket file (stale socket removal, permissions) and the pidfile.
 //! - [`health`]: the TCP health check.
+//! - [`helper`]: wardend re-executed as its single-threaded helpers, started one request ahead.
 //! - [`logging`]: the tracing subscriber.
 //!
 //! See docs/daemon.md.
@@ -17,6 +18,7 @@ pub mod copy;
 pub mod dispatch;
 pub mod handler;
 pub mod health;
+pub mod helper;
 pub mod jobs;
 pub mod listen;
 pub mod logging;

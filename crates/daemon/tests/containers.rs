@@ -217,10 +217,113 @@ fn a_containers_cpuset_is_born_with_its_parents() {
 
 /// A daemon that makes no container makes no cgroup on the host: its containers' parent is
 /// made (and set up, see `a_containers_cpuset_is_born_with_its_parents`) by the first create.
+/// The live processes whose parent is `parent`, whose second argument is `mode` (a helper:
+/// `__warden_create`, `__warden_keeper`) and that lead no session (a keeper at work has
+/// detached), by pid.
+fn helpers(parent: i32, mode: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command's `)`: state, then the parent's pid.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        if fields.len() < 4
+            || fields[0] == "Z"
+            || fields[1] != parent.to_string()
+            || fields[3] == pid.to_string()
+        {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.split(|&b| b == 0).nth(1) == Some(mode.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits until `parent` has exactly one `mode` helper; returns its pid.
+fn one_spare(parent: i32, mode: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = helpers(parent, mode);
+        if let [pid] = found[..] {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{mode} helpers of {parent}: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty()
+        || stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+}
+
+/// The create helper and the keeper are started one request ahead (a spare of each waits for
+/// its arguments); a spare that died is replaced by a helper started on the spot, and the
+/// spares go with the daemon, even a killed one.
+#[test]
+fn helpers_are_started_a_request_ahead_and_go_with_the_daemon() {
+    let mut w = Wardend::start("", "");
+    let mut c = w.client();
+    let daemon = w.pid();
+    let h = create(&mut c);
+    let creator = one_spare(daemon, "__warden_create");
+    // A spare killed from outside: the next create starts a helper of its own.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(creator),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let h2 = create(&mut c);
+    let creator = one_spare(daemon, "__warden_create");
+    let (code, out, _) = run(&mut c, &h2, "echo ran");
+    assert_eq!((code, out.as_str()), (0, "ran\n"));
+    // Once the job's keeper has exited, the spare is the only keeper left.
+    let keeper = one_spare(daemon, "__warden_keeper");
+    let (code, out, _) = run(&mut c, &h, "echo again");
+    assert_eq!((code, out.as_str()), (0, "again\n"));
+    let keeper = {
+        let next = one_spare(daemon, "__warden_keeper");
+        assert_ne!(next, keeper, "the spare keeper ran the second job");
+        next
+    };
+    for h in [h, h2] {
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+    w.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(gone(creator) && gone(keeper)) {
+        assert!(
+            Instant::now() < deadline,
+            "spares {creator} and {keeper} outlived the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    w.assert_clean();
+}
+
 #[test]
 fn a_daemon_that_makes_no_container_makes_no_cgroup() {
     let w = Wardend::start("", "");
     assert!(w.client().list().unwrap().handles.is_empty());
+    // Nor any helper.
+    for mode in ["__warden_create", "__warden_keeper"] {
+        assert!(helpers(w.pid(), mode).is_empty(), "{mode}");
+    }
     let made: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
         .unwrap()
         .flatten()
@@ -598,9 +701,17 @@ fn destroy_during_a_run_returns_to_the_runner() {
     let (s, h2) = (w.socket.clone(), h.clone());
     let runner = std::thread::spawn(move || {
         let mut c = warden_client::Client::connect(s).unwrap();
-        run(&mut c, &h2, "sleep 100")
+        run(&mut c, &h2, "touch /tmp/running; sleep 100")
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the job runs (a fixed sleep here lost the race on the emulated lane: the destroy
+    // came first and the run was refused).
+    let marker =
+        std::path::Path::new(&info(&mut c, &h).container_path.unwrap()).join("rootfs/tmp/running");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     c.destroy(DestroyRequest { handle: h }).unwrap();
     let (code, _, _) = runner.join().unwrap();
     assert_ne!(code, 0);

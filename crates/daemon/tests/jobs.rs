@@ -1,6 +1,6 @@
 //! The job machinery end to end: real containers made by our `warden-runc` (on the busybox
 //! rootfs, process `sleep 1000`), jobs run in them by real keepers (the `wardend` binary under
-//! test, `wardend __warden_keeper <job dir>`), followed through their job dirs.
+//! test, `wardend __warden_keeper`, given the job dir on stdin), followed through their job dirs.
 //!
 //! Needs root, the busybox rootfs (`WARDEN_TEST_ROOTFS`, default /var/cache/warden/rootfs, made
 //! by scripts/mkrootfs.sh; used read-only) and `warden-runc` built into the same target dir
@@ -16,16 +16,23 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use warden_daemon::helper::Helper;
 use warden_daemon::jobs::{
     self, JobSpec, JobStatus, Recovered, StreamItem, KEEPER_DIED_ERROR, OUTPUT_LIMIT_ERROR,
 };
 
 /// The keeper executable: wardend, whose main dispatches `__warden_keeper`.
 const KEEPER: &str = env!("CARGO_BIN_EXE_wardend");
+
+/// A keeper helper, one per call: a helper's spare belongs to the tokio runtime that started
+/// it, and each test has a runtime of its own.
+fn keeper() -> Arc<Helper> {
+    Helper::new(Path::new(KEEPER), jobs::keeper::KEEPER_ARG)
+}
 const CGROUP_PARENT: &str = "warden-test";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -244,7 +251,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 async fn spawn(dir: &Path, spec: &JobSpec) -> jobs::Job {
-    jobs::spawn(Path::new(KEEPER), dir, spec)
+    jobs::spawn(&keeper(), dir, spec)
         .await
         .unwrap_or_else(|e| panic!("spawn in {}: {e}", dir.display()))
 }
@@ -432,7 +439,7 @@ fn rlimits_and_environment() {
         let mut spec = c.spec("true");
         spec.rlimits = vec![("bogus".into(), 1)];
         let d = c.job_dir(2);
-        let e = jobs::spawn(Path::new(KEEPER), &d, &spec)
+        let e = jobs::spawn(&keeper(), &d, &spec)
             .await
             .unwrap_err()
             .to_string();
@@ -731,7 +738,7 @@ fn a_job_in_a_container_that_is_gone_fails_clearly() {
         let mut spec = c.spec("echo hi");
         spec.container_id = format!("{}-nonexistent", c.id);
         let d = c.job_dir(1);
-        let e = jobs::spawn(Path::new(KEEPER), &d, &spec)
+        let e = jobs::spawn(&keeper(), &d, &spec)
             .await
             .unwrap_err()
             .to_string();
@@ -747,7 +754,7 @@ fn a_job_in_a_container_that_is_gone_fails_clearly() {
                 .map(|s| s.contains(") Z") || s.contains(") X"))
                 .unwrap_or(true)
         }));
-        let e = jobs::spawn(Path::new(KEEPER), &d, &c.spec("echo hi"))
+        let e = jobs::spawn(&keeper(), &d, &c.spec("echo hi"))
             .await
             .unwrap_err()
             .to_string();
@@ -755,7 +762,7 @@ fn a_job_in_a_container_that_is_gone_fails_clearly() {
 
         // The container deleted.
         c.runc(&["delete", "--force", &c.id]);
-        let e = jobs::spawn(Path::new(KEEPER), &d, &c.spec("echo hi"))
+        let e = jobs::spawn(&keeper(), &d, &c.spec("echo hi"))
             .await
             .unwrap_err()
             .to_string();
@@ -769,7 +776,7 @@ fn a_missing_shell_fails_the_spawn() {
     rt().block_on(async {
         let mut spec = c.spec("echo hi");
         spec.shell = "/bin/no-such-shell".into();
-        let e = jobs::spawn(Path::new(KEEPER), &c.job_dir(1), &spec)
+        let e = jobs::spawn(&keeper(), &c.job_dir(1), &spec)
             .await
             .unwrap_err()
             .to_string();

@@ -1,7 +1,8 @@
 //! Starting a container's init with our runtime library, which must run single-threaded
-//! (it clones without exec): the daemon re-executes its own binary as
-//! `wardend __warden_create <runtime root> <id> <bundle> <seccomp cache> <cgroup mounts>
-//! <mount seed> <seed's shared dir>` (before any thread starts; the cache is the dir of
+//! (it clones without exec): the daemon re-executes its own binary as `wardend
+//! __warden_create` (a [`crate::helper`], started ahead), which reads `<runtime root> <id>
+//! <bundle> <seccomp cache> <cgroup mounts> <mount seed> <seed's shared dir>` on its stdin
+//! (before any thread starts; the cache is the dir of
 //! compiled seccomp programs the daemon made at start, the mounts the host's cgroup lines of
 //! mountinfo, read at start, the seed the mount namespace the container's is made from and
 //! the dir of the daemon's files it shows as the host does, see [`MountSeed`]; both empty
@@ -25,15 +26,22 @@ pub const CREATE_ARG: &str = "__warden_create";
 
 /// wardend's main calls this first: in create mode it does the work and returns the exit code.
 pub fn main_if_create() -> Option<i32> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some(CREATE_ARG) {
+    if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new(CREATE_ARG)) {
         return None;
     }
-    let [_, _, root, id, bundle, seccomp_cache, cgroup_mounts, mount_seed, seed_shares] = &args[..]
+    let Some(args) = crate::helper::read_args() else {
+        // A spare the daemon never used.
+        return Some(0);
+    };
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let [root, id, bundle, seccomp_cache, cgroup_mounts, mount_seed, seed_shares] = &args[..]
     else {
         eprintln!(
-            "usage: wardend {CREATE_ARG} ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS MOUNT_SEED \
-             SEED_SHARED_DIR"
+            "usage: wardend {CREATE_ARG}, with ROOT ID BUNDLE SECCOMP_CACHE CGROUP_MOUNTS \
+             MOUNT_SEED SEED_SHARED_DIR on stdin, each ended by a NUL"
         );
         return Some(2);
     };
@@ -121,7 +129,7 @@ fn create_and_start(
 
 /// Runs the create helper; returns the init's pid.
 pub async fn create(
-    exe: &Path,
+    helper: &std::sync::Arc<crate::helper::Helper>,
     root: &Path,
     id: &str,
     bundle: &Path,
@@ -129,21 +137,27 @@ pub async fn create(
     cgroup_mounts: &str,
     mount_seed: Option<&MountSeed>,
 ) -> Result<i32, Error> {
-    let out = tokio::process::Command::new(exe)
-        .arg(CREATE_ARG)
-        .arg(root)
-        .arg(id)
-        .arg(bundle)
-        .arg(seccomp_cache)
-        .arg(cgroup_mounts)
-        .arg(mount_seed.map_or(Path::new(""), |s| s.path.as_path()))
-        .arg(mount_seed.map_or(Path::new(""), |s| s.shared.as_path()))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .output()
+    let args = [
+        root.as_os_str(),
+        std::ffi::OsStr::new(id),
+        bundle.as_os_str(),
+        seccomp_cache.as_os_str(),
+        std::ffi::OsStr::new(cgroup_mounts),
+        mount_seed
+            .map_or(Path::new(""), |s| s.path.as_path())
+            .as_os_str(),
+        mount_seed
+            .map_or(Path::new(""), |s| s.shared.as_path())
+            .as_os_str(),
+    ];
+    let run = |e| Error::io("run container create helper", helper.exe(), e);
+    let out = helper
+        .start(&args)
         .await
-        .map_err(|e| Error::io("run container create helper", exe, e))?;
+        .map_err(run)?
+        .wait_with_output()
+        .await
+        .map_err(run)?;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
         Error::Runtime(format!(
             "container create helper exited with {} and no result",

@@ -6,7 +6,7 @@
 use std::io::{self, Read as _, Seek as _};
 use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{self, Signal};
@@ -15,11 +15,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::sync::mpsc;
 
-use super::keeper::KEEPER_ARG;
 use super::{
     write_status, JobSpec, JobStatus, ProcId, CHUNK, JOB_PID_FILE, KEEPER_DIED_ERROR,
     KEEPER_PID_FILE, SPEC_FILE, STATUS_FILE, STDERR_FILE, STDOUT_FILE,
 };
+use crate::helper::Helper;
 
 /// How long a keeper may take to start its job before [`spawn`] gives up on it.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,12 +80,12 @@ impl Job {
 }
 
 /// Creates the job dir `dir` (its parent too if needed; `dir` itself must not exist), writes
-/// `job.json`, starts `<keeper_exe> __warden_keeper <dir>` and returns once the job runs.
-/// `keeper_exe` is wardend itself (`std::env::current_exe()`, or `/proc/self/exe`), whose
-/// `main` dispatches to [`keeper::main_if_keeper`](super::keeper::main_if_keeper). On any
-/// failure the dir is removed again and the error says why (the container is gone, the shell
-/// cannot be executed, ...).
-pub async fn spawn(keeper_exe: &Path, dir: &Path, spec: &JobSpec) -> Result<Job, JobError> {
+/// `job.json`, starts a keeper on `dir` and returns once the job runs. `keeper` is wardend
+/// itself in its `__warden_keeper` mode (`Helper::new(<wardend>, KEEPER_ARG)`), whose `main`
+/// dispatches to [`keeper::main_if_keeper`](super::keeper::main_if_keeper). On any failure
+/// the dir is removed again and the error says why (the container is gone, the shell cannot
+/// be executed, ...).
+pub async fn spawn(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Result<Job, JobError> {
     if let Some(parent) = dir.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -94,27 +94,23 @@ pub async fn spawn(keeper_exe: &Path, dir: &Path, spec: &JobSpec) -> Result<Job,
     tokio::fs::create_dir(dir)
         .await
         .map_err(io_err("mkdir", dir))?;
-    let result = start_keeper(keeper_exe, dir, spec).await;
+    let result = start_keeper(keeper, dir, spec).await;
     if result.is_err() {
         let _ = tokio::fs::remove_dir_all(dir).await;
     }
     result
 }
 
-async fn start_keeper(keeper_exe: &Path, dir: &Path, spec: &JobSpec) -> Result<Job, JobError> {
+async fn start_keeper(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Result<Job, JobError> {
     let spec_path = dir.join(SPEC_FILE);
     let data = serde_json::to_vec_pretty(spec).expect("a job spec serializes");
     tokio::fs::write(&spec_path, data)
         .await
         .map_err(io_err("write", &spec_path))?;
-    let mut child = tokio::process::Command::new(keeper_exe)
-        .arg(KEEPER_ARG)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(io_err("start the job keeper", keeper_exe))?;
+    let mut child = keeper
+        .start(&[dir.as_os_str()])
+        .await
+        .map_err(io_err("start the job keeper", keeper.exe()))?;
     let report = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     let mut report = BufReader::new(report);

@@ -28,19 +28,23 @@ use super::{
 /// The hidden first argument that makes wardend a keeper.
 pub const KEEPER_ARG: &str = "__warden_keeper";
 
-/// If this process was started as a keeper (`argv[1] == KEEPER_ARG`), runs it and returns its
-/// exit code; otherwise returns None at once. wardend's `main` calls this first, before any
-/// thread (tokio) exists: the keeper must be single-threaded.
+/// If this process was started as a keeper (`argv[1] == KEEPER_ARG`), runs it with the job
+/// dir it reads on stdin (a [`crate::helper`], started ahead) and returns its exit code;
+/// otherwise returns None at once. wardend's `main` calls this first, before any thread
+/// (tokio) exists: the keeper must be single-threaded.
 pub fn main_if_keeper() -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(OsStr::new(KEEPER_ARG)) {
+    if std::env::args_os().nth(1).as_deref() != Some(OsStr::new(KEEPER_ARG)) {
         return None;
     }
-    let Some(dir) = args.next() else {
-        eprintln!("usage: wardend {KEEPER_ARG} <job dir>");
+    let Some(args) = crate::helper::read_args() else {
+        // A spare the daemon never used.
+        return Some(0);
+    };
+    let [dir] = &args[..] else {
+        eprintln!("usage: wardend {KEEPER_ARG}, with the job dir on stdin, ended by a NUL");
         return Some(2);
     };
-    Some(run(Path::new(&dir)))
+    Some(run(Path::new(dir)))
 }
 
 /// The keeper's whole life; returns its exit code (0 once the job ran and its status is

@@ -8,7 +8,8 @@
 //! setns into its namespaces, join its cgroup, set user, capabilities and rlimits, exec) only from
 //! a single-threaded process, because it clones without exec. wardend is multithreaded (tokio), so
 //! for every job it starts a **keeper**: its own binary re-executed as
-//! `<exe> __warden_keeper <job dir>` ([`keeper::KEEPER_ARG`]; wardend's `main` dispatches to
+//! `<exe> __warden_keeper` with the job dir on its stdin ([`keeper::KEEPER_ARG`]; a
+//! [`crate::helper`], started one job ahead; wardend's `main` dispatches to
 //! [`keeper::main_if_keeper`] before anything else runs). The keeper detaches (new session, every
 //! inherited fd closed), runs the job as its child, owns the job's stdio, and keeps running when
 //! the daemon dies or restarts. All the daemon ever needs from a job is in its directory, so a
@@ -30,8 +31,9 @@
 //!
 //! # The keeper protocol
 //!
-//! 1. The daemon creates the job dir, writes `job.json` and starts the keeper with stdin
-//!    `/dev/null`, stdout a pipe (the *report* pipe) and stderr `/dev/null`.
+//! 1. The daemon creates the job dir, writes `job.json` and hands the job dir to a keeper
+//!    started with stdin a pipe (closed once the dir is written), stdout a pipe (the *report*
+//!    pipe) and stderr `/dev/null`.
 //! 2. The keeper moves the report pipe off fd 1, calls `setsid`, closes every other inherited fd,
 //!    writes `keeper.pid`, reads `job.json`, creates `stdout`/`stderr`, makes three pipes and puts
 //!    their job ends on its fds 0/1/2 (the exec'd process inherits fds 0-2 and nothing else),

@@ -54,7 +54,7 @@ impl Manager {
                 tag,
             }),
         };
-        let started = jobs::spawn(&self.exe, &dir, &spec).await;
+        let started = jobs::spawn(&self.keeper, &dir, &spec).await;
         let mut inner = c.inner.lock().await;
         if let Err(e) = started {
             inner.jobs.remove(&job_id);

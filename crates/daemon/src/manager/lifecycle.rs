@@ -241,7 +241,7 @@ impl Manager {
         fail_point("bundle")?;
         self.prepare_cgroup_parent();
         runtime::create(
-            &self.exe,
+            &self.create_helper,
             &c.runtime_root(),
             &c.id,
             &c.dir,

@@ -46,6 +46,7 @@ use crate::container::snapshot::Snapshot;
 use crate::container::{Error, State};
 use crate::dispatch::Dispatcher;
 use crate::handler::{ConnectionContext, Handler, Reply, RequestContext};
+use crate::helper::Helper;
 use crate::net;
 use crate::pool::{Network, NetworkPool, PortPool, UidPool};
 use crate::registry::Registry;
@@ -159,8 +160,10 @@ impl Container {
 /// The daemon's handler: ping/echo/list through [`Dispatcher`], everything else here.
 pub struct Manager {
     config: Config,
-    /// The executable re-executed for the create helper and job keepers (wardend itself).
-    exe: PathBuf,
+    /// wardend re-executed as the create helper and as each job's keeper, one started ahead
+    /// (see [`crate::helper`]).
+    create_helper: Arc<Helper>,
+    keeper: Arc<Helper>,
     /// The static init bound into every container.
     init: PathBuf,
     registry: Arc<Registry<Container>>,
@@ -269,7 +272,8 @@ impl Manager {
             dispatcher: Dispatcher::new(registry.clone()),
             registry,
             config,
-            exe,
+            create_helper: Helper::new(&exe, crate::container::runtime::CREATE_ARG),
+            keeper: Helper::new(&exe, crate::jobs::keeper::KEEPER_ARG),
             init,
             next_job: AtomicU32::new(1),
             conns: StdMutex::new(HashMap::new()),
