@@ -104,9 +104,9 @@ trap 'exit 130' INT TERM
     echo "export TMPDIR=/run/warden-tmp"
     # The guest's root is 9p without a cache: every exec read its binary from the host again,
     # and the tests exec the runtime for every container and wardend for every job (the
-    # lane ran past its 20 minutes). The binaries, without their debug info, and the test
-    # rootfs are copied into a tmpfs once and bound over their paths, so that every path
-    # stays what the tests were built with.
+    # lane ran past its 20 minutes). The binaries, without their debug info, the engines the
+    # tests drive and the test rootfs are copied into a tmpfs once and bound over their
+    # paths, so that every path stays what the tests were built with.
     echo "mkdir -p /run/warden-bin && mount -t tmpfs tmpfs /run/warden-bin || exit 1"
     echo 'local_copy() {'
     echo '    c=/run/warden-bin/$(echo "$1" | tr / _)'
@@ -118,6 +118,9 @@ trap 'exit 130' INT TERM
     for b in $(cargo metadata -q --no-deps --format-version 1 |
         jq -r '.packages[].targets[] | select(.kind == ["bin"]) | .name'); do
         echo "local_copy '$repo/target/debug/$b' || exit 1"
+    done
+    for b in podman conmon containerd containerd-shim-runc-v2 ctr runc crun criu; do
+        if p=$(command -v "$b"); then echo "local_copy '$(readlink -f "$p")' || exit 1"; fi
     done
     echo "uname -r > '$out/kernel'"
     echo "cat /sys/fs/cgroup/cgroup.controllers > '$out/controllers'"

@@ -20,6 +20,7 @@ use std::io::Read as _;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt as _;
@@ -31,6 +32,9 @@ pub struct Helper {
     exe: PathBuf,
     mode: &'static str,
     spare: Mutex<Option<Child>>,
+    /// A spare is being started: concurrent requests start one spare, not one each (the
+    /// rest would be started and dropped, an exec each for nothing on a busy host).
+    refilling: AtomicBool,
 }
 
 impl Helper {
@@ -41,6 +45,7 @@ impl Helper {
             exe: exe.to_path_buf(),
             mode,
             spare: Mutex::new(None),
+            refilling: AtomicBool::new(false),
         })
     }
 
@@ -53,8 +58,16 @@ impl Helper {
     /// arguments are written and stderr /dev/null. Starts the next spare in the background.
     pub async fn start(self: &Arc<Self>, args: &[&OsStr]) -> std::io::Result<Child> {
         let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let this = self.clone();
-        tokio::spawn(async move { this.refill() });
+        if !self.refilling.swap(true, Ordering::AcqRel) {
+            // On a blocking thread: a start holds its thread until the kernel has loaded
+            // the binary (1 to 2 ms here), which on a worker would hold up the requests
+            // queued there, this one included.
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || {
+                this.refill();
+                this.refilling.store(false, Ordering::Release);
+            });
+        }
         let input = encode(args);
         if let Some(mut child) = spare {
             // A spare that died meanwhile (killed from outside) refuses the arguments: a
@@ -72,15 +85,13 @@ impl Helper {
         Ok(child)
     }
 
-    /// Starts a spare if there is none (not under the lock: a start blocks its thread until
-    /// the kernel has loaded the binary, and a request must not wait for that).
+    /// Starts a spare if there is none (not under the lock, which a request takes).
     fn refill(&self) {
         let slot = || self.spare.lock().unwrap_or_else(|p| p.into_inner());
         if slot().is_some() {
             return;
         }
         match self.launch() {
-            // Two refills at once: the second spare is dropped, sees its stdin close, exits.
             Ok(child) => {
                 slot().get_or_insert(child);
             }
