@@ -217,6 +217,17 @@ fn a_containers_cpuset_is_born_with_its_parents() {
 
 /// A daemon that makes no container makes no cgroup on the host: its containers' parent is
 /// made (and set up, see `a_containers_cpuset_is_born_with_its_parents`) by the first create.
+/// The fields of `/proc/<pid>/stat` after the command's `)` (state, parent pid, process
+/// group, session, ...); empty once the process is gone.
+fn stat_fields(pid: i32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The live processes whose parent is `parent`, whose second argument is `mode` (a helper:
 /// `__warden_create`, `__warden_keeper`) and that lead no session (a keeper at work has
 /// detached), by pid.
@@ -226,13 +237,7 @@ fn helpers(parent: i32, mode: &str) -> Vec<i32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // After the command's `)`: state, then the parent's pid.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
+        let fields = stat_fields(pid);
         if fields.len() < 4
             || fields[0] == "Z"
             || fields[1] != parent.to_string()
@@ -265,11 +270,7 @@ fn one_spare(parent: i32, mode: &str) -> i32 {
 }
 
 fn gone(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.is_empty()
-        || stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    stat_fields(pid).first().is_none_or(|state| state == "Z")
 }
 
 /// The create helper and the keeper are started one request ahead (a spare of each waits for

@@ -27,14 +27,14 @@ use warden_daemon::jobs::{
 
 /// The keeper executable: wardend, whose main dispatches `__warden_keeper`.
 const KEEPER: &str = env!("CARGO_BIN_EXE_wardend");
+const CGROUP_PARENT: &str = "warden-test";
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A keeper helper, one per call: a helper's spare belongs to the tokio runtime that started
 /// it, and each test has a runtime of its own.
 fn keeper() -> Arc<Helper> {
     Helper::new(Path::new(KEEPER), jobs::keeper::KEEPER_ARG)
 }
-const CGROUP_PARENT: &str = "warden-test";
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
 // Harness

@@ -2,12 +2,11 @@
 //! (it clones without exec): the daemon re-executes its own binary as `wardend
 //! __warden_create` (a [`crate::helper`], started ahead), which reads `<runtime root> <id>
 //! <bundle> <seccomp cache> <cgroup mounts> <mount seed> <seed's shared dir>` on its stdin
-//! (before any thread starts; the cache is the dir of
-//! compiled seccomp programs the daemon made at start, the mounts the host's cgroup lines of
-//! mountinfo, read at start, the seed the mount namespace the container's is made from and
-//! the dir of the daemon's files it shows as the host does, see [`MountSeed`]; both empty
-//! without a seed), which
-//! creates and starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
+//! before any thread starts (the cache is the dir of compiled seccomp programs the daemon
+//! made at start, the mounts the host's cgroup lines of mountinfo, read at start, the seed
+//! the mount namespace the container's is made from and the dir of the daemon's files it
+//! shows as the host does, see [`MountSeed`]; both empty without a seed), then creates and
+//! starts the container and prints `{"pid": N}` or `{"error": "..."}` on a
 //! descriptor that the init does not inherit. The init's stdio is /dev/null.
 //!
 //! Kill, delete and state need no clone and run in the daemon (on blocking threads).
