@@ -4,6 +4,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/deps.sh
+# Room for the build (a fresh target/ is about 2.5 GiB) and what the tests write (rootfs,
+# depots, the disk tests' filesystem images): a full disk fails tests in ways that do not say so.
+need_mib=5120
+have_mib=$(( $(df --output=avail -k . | tail -n1) / 1024 ))
+built_mib=0
+[ ! -d target ] || built_mib=$(( $(du -sk target | cut -f1) / 1024 ))
+if [ $((have_mib + built_mib)) -lt "$need_mib" ]; then
+    echo "test.sh: only ${have_mib} MiB free on $(df --output=target . | tail -n1) (target/ holds ${built_mib} MiB); the suite needs about ${need_mib} MiB"
+    exit 1
+fi
 WARDEN_TEST_ROOTFS=$(scripts/mkrootfs.sh "${WARDEN_CACHE_DIR:-/var/cache/warden}/rootfs")
 export WARDEN_TEST_ROOTFS
 cargo build --workspace --bins

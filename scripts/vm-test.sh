@@ -24,7 +24,10 @@ memory=${WARDEN_VM_MEMORY:-4G}
 # release may change them.
 vng_version=1.42
 
-die() { echo "vm-test: $*" >&2; exit 1; }
+# Every way out says why on stdout, which CI keeps: a lane that died quietly before it booted
+# once left CI red with nothing after the host's total.
+die() { echo "vm-test: $*"; exit 1; }
+trap 'echo "vm-test: line $LINENO failed (exit $?): $BASH_COMMAND"' ERR
 [ "$(id -u)" = 0 ] || die "needs root (the guest runs the suite as root over this filesystem)"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing (scripts/deps.sh installs it)"
 command -v depmod >/dev/null || die "depmod is missing (package kmod; scripts/deps.sh installs it)"
@@ -128,7 +131,7 @@ trap 'exit 130' INT TERM
 n=0
 for line in "${lane[@]}"; do
     split_line "$line"
-    exe=$(cargo test -q -p "$pkgname" --test "$target" --no-run --message-format=json 2>/dev/null |
+    exe=$(cargo test -q -p "$pkgname" --test "$target" --no-run --message-format=json |
         jq -r --arg t "$target" 'select(.reason == "compiler-artifact" and .executable != null
             and .target.name == $t and .target.kind == ["test"]) | .executable' |
         tail -n1)
@@ -154,7 +157,7 @@ pgid=$pid
 while kill -0 "$pid" 2>/dev/null; do
     if [ $(($(date +%s) - start)) -ge "$timeout_s" ]; then
         kill -KILL -- "-$pgid" 2>/dev/null || true
-        echo "vm-test: the guest ran past ${timeout_s}s and was killed" >&2
+        echo "vm-test: the guest ran past ${timeout_s}s and was killed"
         break
     fi
     sleep 1
@@ -179,13 +182,15 @@ for line in "${lane[@]}"; do
     else
         status=1
         echo "vm-test: FAILED $pkgname $target (exit ${rc:-none}; $tp passed, $tf failed${secs:+, ${secs}s})"
-        [ -f "$out/$n.log" ] && grep -vE '^test .* ok$' "$out/$n.log" | tail -n 60 | sed 's/^/    /'
+        if [ -f "$out/$n.log" ]; then
+            { grep -vE '^test .* ok$' "$out/$n.log" || true; } | tail -n 60 | sed 's/^/    /'
+        fi
     fi
 done
 if [ ! -f "$out/finished" ]; then
     status=1
-    echo "vm-test: the guest did not finish its script; the console's last lines:" >&2
-    tail -n 30 "$out/console" | sed 's/^/    /' >&2
+    echo "vm-test: the guest did not finish its script; the console's last lines:"
+    tail -n 30 "$out/console" | sed 's/^/    /' || true
 fi
 echo "vm-test total: $p passed, $f failed, $i skipped"
 exit "$status"
