@@ -431,6 +431,22 @@ pub fn join_session_keyring(id: &str) -> Result<()> {
 /// Marks every fd from `first` up close-on-exec, so the container inherits only its stdio
 /// and the fds it was asked to keep.
 fn close_fds_on_exec(first: i32) -> Result<()> {
+    // One syscall (Linux 5.11). Listing /proc/self/fd instead took 0.1 to 0.3 ms of every
+    // job's exec on the 2-core VM: procfs makes a dentry for each fd, and the process's
+    // exit then prunes them.
+    // SAFETY: close_range only changes the flags of this process's fds in the range.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // Older kernels (ENOSYS, or EINVAL for the flag), or a seccomp'd caller: one by one.
     let dir =
         std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("read", "/proc/self/fd", e))?;
     let fds: Vec<i32> = dir
