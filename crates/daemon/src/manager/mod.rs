@@ -196,8 +196,9 @@ pub struct Manager {
     this: std::sync::Weak<Manager>,
 }
 
-/// The bytes of warden-init, built by build.rs.
-const INIT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/warden-init"));
+/// The bytes of warden-init, built by build.rs. A static, not a const: a const's bytes can be
+/// copied into each codegen unit that names it (wardend once held three copies, 2.4 MB).
+static INIT_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/warden-init"));
 
 impl Manager {
     /// A manager over the depot of `config`: writes the init binary there and takes back
