@@ -239,14 +239,15 @@ fn throughput(c: &mut Client, h: &str, bytes: usize) -> (f64, f64) {
 }
 
 /// Create's and destroy's steps, as the daemon timed them (the `steps` field of its
-/// "container created" / "container destroyed" log lines), over the last `n` of each.
+/// "container created" / "container destroyed" log lines), and the init step's own, as the
+/// create helper timed them (`init_steps`), over the last `n` of each.
 fn breakdown(log: &Path, n: usize) {
     for (what, runs) in step_times(log, n) {
         if runs.is_empty() {
             println!("{what}: no step timings in the daemon's log");
             continue;
         }
-        println!("  {what}, by step (the daemon's own timing)");
+        println!("  {what}");
         for (name, v) in runs {
             row(&format!("    {name}"), v);
         }
@@ -261,15 +262,28 @@ type StepTimes = Vec<(String, Vec<Duration>)>;
 fn step_times(log: &Path, n: usize) -> Vec<(&'static str, StepTimes)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     [
-        ("create", "container created"),
-        ("destroy", "container destroyed"),
+        (
+            "create, by step (the daemon's own timing)",
+            "container created",
+            "steps",
+        ),
+        (
+            "create's init step, by the create helper's own timing",
+            "container created",
+            "init_steps",
+        ),
+        (
+            "destroy, by step (the daemon's own timing)",
+            "container destroyed",
+            "steps",
+        ),
     ]
     .into_iter()
-    .map(|(what, line)| {
+    .map(|(what, line, field)| {
         let runs: Vec<Vec<(String, f64)>> = text
             .lines()
             .filter(|l| l.contains(line))
-            .filter_map(warden_daemon::steps::parse)
+            .filter_map(|l| warden_daemon::steps::parse_field(l, field))
             .collect();
         let runs = &runs[runs.len().saturating_sub(n)..];
         let steps = runs.first().map_or_else(Vec::new, |first| {
@@ -466,7 +480,7 @@ fn scale(d: &Daemon, c: &mut Client, n: usize, samples: usize) {
         line(name, a, b, &format!("<= 1.20 ({met})"));
     }
     for ((what, a), (_, b)) in small.steps.iter().zip(&big.steps) {
-        println!("  {what}, by step (the daemon's own timing)");
+        println!("  {what}");
         for (name, va) in a {
             if let Some((_, vb)) = b.iter().find(|(m, _)| m == name) {
                 line(&format!("    {name}"), va, vb, "");

@@ -27,6 +27,6 @@ pub mod net;
 pub mod pool;
 pub mod registry;
 pub mod server;
-pub mod steps;
+pub use warden_runtime::steps;
 
 pub use handler::{ConnectionContext, Handler, Reply, RequestContext};

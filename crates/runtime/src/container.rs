@@ -26,6 +26,7 @@ use crate::namespaces::{self, Plan};
 use crate::process::{self, channel, init::InitArgs};
 use crate::spec::Bundle;
 use crate::state::{self, State, Status};
+use crate::steps::Steps;
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -153,6 +154,10 @@ pub struct Created {
     pub init: Pid,
     /// The terminal's master, when the container has one and no console socket took it.
     pub console: Option<OwnedFd>,
+    /// Where the create's time went: the bundle and its spec (`spec`), the state dir, the
+    /// cgroups, the clone with the namespaces entered (`clone`), the init's own setup until
+    /// it is ready (`init_setup`: rootfs, mounts, security, hooks), and the state saved.
+    pub steps: Steps,
 }
 
 /// Everything a failed create must take back, in reverse order of acquisition.
@@ -212,6 +217,7 @@ impl Drop for Undo {
 ///
 /// Must be called from a single-threaded process (see `process`).
 pub fn create(opts: &CreateOptions) -> Result<Created> {
+    let mut steps = Steps::new();
     state::validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
@@ -268,6 +274,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         }
         None => None,
     };
+    steps.mark("spec");
 
     state::ensure_root(&opts.root)?;
     let dir = State::dir(&opts.root, &opts.id);
@@ -301,6 +308,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     .ctx("chmod", &fifo_path)?;
     let fifo: OwnedFd = fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .sys(format!("open {}", fifo_path.display()))?;
+    steps.mark("state_dir");
 
     let linux = spec.linux().as_ref();
     let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref());
@@ -330,6 +338,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if systemd.is_none() {
         cg.apply(&resources)?;
     }
+    steps.mark("cgroups");
 
     let annotations = spec.annotations().clone().unwrap_or_default();
     let mut st = State {
@@ -448,6 +457,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     cg.add_task(pid.as_raw())?;
     parent_ch.send(&channel::Message::Continue { pid: pid.as_raw() })?;
+    steps.mark("clone");
 
     let mut console = None;
     loop {
@@ -476,7 +486,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 )?;
                 parent_ch.send(&channel::Message::SeccompFdDone)?;
             }
-            Ok(channel::Message::Ready) => break,
+            Ok(channel::Message::Ready) => {
+                steps.mark("init_setup");
+                break;
+            }
             Ok(channel::Message::Error(e)) => return Err(Error::Init(e)),
             Ok(other) => return Err(Error::Sync(format!("unexpected message {other:?}"))),
             Err(_) => {
@@ -497,10 +510,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         write_pid_file(pid_file, pid.as_raw())?;
     }
     undo.disarm();
+    steps.mark("state");
     Ok(Created {
         state: st,
         init: pid,
         console,
+        steps,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod rootfs;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod steps;
 
 pub use container::{create, list, Container, CreateOptions, Created, ExecOptions};
 pub use error::{Error, Result};

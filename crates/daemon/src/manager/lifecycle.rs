@@ -138,13 +138,16 @@ impl Manager {
             return Err(Error::io("mkdir", &container.dir, e));
         }
         steps.mark("dir");
-        if let Err(e) = self.build(&container, &binds, &mut steps).await {
-            tracing::warn!(handle = %handle, "create failed, tearing down: {e}");
-            if let Err(t) = self.teardown(&container, &mut Steps::new()).await {
-                tracing::error!(handle = %handle, "teardown after a failed create: {t}");
+        let init_steps = match self.build(&container, &binds, &mut steps).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(handle = %handle, "create failed, tearing down: {e}");
+                if let Err(t) = self.teardown(&container, &mut Steps::new()).await {
+                    tracing::error!(handle = %handle, "teardown after a failed create: {t}");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let mut inner = container.inner.lock().await;
         inner.state = State::Active;
         container.save(&inner);
@@ -156,17 +159,19 @@ impl Manager {
         }
         self.reference(conn.id(), &container);
         steps.mark("register");
-        tracing::info!(handle = %handle, id = %container.id, steps = ?steps.to_string(), "container created");
+        tracing::info!(handle = %handle, id = %container.id, steps = ?steps.to_string(),
+            init_steps = ?init_steps, "container created");
         Ok(handle)
     }
 
-    /// The steps of create after the dir exists.
+    /// The steps of create after the dir exists; returns the create helper's own timing of
+    /// the init step.
     async fn build(
         &self,
         c: &Container,
         binds: &[BindMount],
         steps: &mut Steps,
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
         self.ensure_firewall().await?;
         steps.mark("firewall");
         for sub in ["jobs", "run"] {
@@ -240,7 +245,7 @@ impl Manager {
         steps.mark("bundle");
         fail_point("bundle")?;
         self.prepare_cgroup_parent();
-        runtime::create(
+        let started = runtime::create(
             &self.create_helper,
             &c.runtime_root(),
             &c.id,
@@ -252,7 +257,7 @@ impl Manager {
         .await?;
         steps.mark("init");
         fail_point("init")?;
-        Ok(())
+        Ok(started.steps)
     }
 
     /// The containers' cgroup parent, made and set up once (see

@@ -1,7 +1,8 @@
-//! Where a request's time goes: named steps timed one after another, logged with the
-//! request's closing line (`steps="pools=0.011 dir=0.034 ... total=7.102"`, milliseconds) so
-//! an operator sees which step is slow and the containers bench prints a breakdown per step
-//! from the daemon's own log.
+//! Where an operation's time goes: named steps timed one after another. wardend logs them
+//! with a request's closing line (`steps="pools=0.011 dir=0.034 ... total=7.102"`,
+//! milliseconds) so an operator sees which step is slow, and the containers bench prints a
+//! breakdown per step from the daemon's own log; the runtime's create times its own steps
+//! the same way ([`crate::container::Created::steps`]).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -38,6 +39,13 @@ impl Steps {
     pub fn marks(&self) -> &[(&'static str, Duration)] {
         &self.marks
     }
+
+    /// Appends the steps of `other`, timed after these (a callee's own): the total runs on
+    /// to its end.
+    pub fn append(&mut self, other: &Steps) {
+        self.marks.extend_from_slice(&other.marks);
+        self.last = self.last.max(other.last);
+    }
 }
 
 impl fmt::Display for Steps {
@@ -56,7 +64,13 @@ impl fmt::Display for Steps {
 /// `steps="a=1.000 b=2.000 total=3.000"` in a log line → `[("a", 1.0), ("b", 2.0), ("total",
 /// 3.0)]` (for the bench).
 pub fn parse(line: &str) -> Option<Vec<(String, f64)>> {
-    let rest = &line[line.find("steps=\"")? + 7..];
+    parse_field(line, "steps")
+}
+
+/// [`parse`] of the field called `field` (` field="..."`).
+pub fn parse_field(line: &str, field: &str) -> Option<Vec<(String, f64)>> {
+    let key = format!(" {field}=\"");
+    let rest = &line[line.find(&key)? + key.len()..];
     let text = &rest[..rest.find('"')?];
     text.split(' ')
         .map(|kv| {
@@ -86,5 +100,11 @@ mod tests {
         );
         assert!(got[0].1 >= 2.0, "{got:?}");
         assert!(parse("no steps here").is_none());
+        let line = format!("created steps=\"{s}\" init_steps=\"x=1.500 total=1.500\"");
+        assert_eq!(parse(&line).unwrap().len(), 3);
+        assert_eq!(
+            parse_field(&line, "init_steps").unwrap(),
+            [("x".to_string(), 1.5), ("total".to_string(), 1.5)]
+        );
     }
 }
