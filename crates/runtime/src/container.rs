@@ -154,9 +154,11 @@ pub struct Created {
     pub init: Pid,
     /// The terminal's master, when the container has one and no console socket took it.
     pub console: Option<OwnedFd>,
-    /// Where the create's time went: the bundle and its spec (`spec`), the state dir, the
-    /// cgroups, the clone with the namespaces entered (`clone`), the init's own setup until
-    /// it is ready (`init_setup`: rootfs, mounts, security, hooks), and the state saved.
+    /// Where the create's time went: the bundle and its spec (`spec`), the seccomp program
+    /// (compiled or found in the cache), the mounts made before the clone (idmapped ones,
+    /// the seed's: `mounts`), the state dir, the cgroups, the clone with the namespaces
+    /// entered (`clone`), the init's own setup until it is ready (`init_setup`: rootfs,
+    /// mounts, security, hooks), and the state saved.
     pub steps: Steps,
 }
 
@@ -237,6 +239,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             "cannot use console socket if runc will not detach or allocate tty".into(),
         ));
     }
+    steps.mark("spec");
     // Compiled here, before anything of the container exists; the init loads it.
     let seccomp_profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let seccomp = seccomp_profile
@@ -249,6 +252,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             crate::security::seccomp::compile_cached(p, cached.as_deref())
         })
         .transpose()?;
+    steps.mark("seccomp");
 
     // Idmapped mounts are made here, in the host's user namespace (the init, in a user
     // namespace of its own, could not idmap a host filesystem) and before anything of the
@@ -274,7 +278,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         }
         None => None,
     };
-    steps.mark("spec");
+    steps.mark("mounts");
 
     state::ensure_root(&opts.root)?;
     let dir = State::dir(&opts.root, &opts.id);
