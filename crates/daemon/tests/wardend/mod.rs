@@ -308,6 +308,13 @@ impl Wardend {
 
 impl Drop for Wardend {
     fn drop(&mut self) {
+        // A failing test says whether the daemon was still running, and if not, how it
+        // ended (a signal's number names a killer to look for; its log may say nothing).
+        if std::thread::panicking() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                eprintln!("--- wardend (pid {}) had ended: {status}", self.pid());
+            }
+        }
         // Destroy whatever the test left, then stop the daemon, then remove the cgroup
         // parents it made.
         if self.child.is_some() {
