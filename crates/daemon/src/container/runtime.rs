@@ -134,7 +134,6 @@ fn create_and_start(
     Ok((created.init.as_raw(), steps))
 }
 
-/// Runs the create helper; returns the init's pid.
 /// A container the create helper made and started.
 pub struct Started {
     pub pid: i32,
@@ -142,6 +141,7 @@ pub struct Started {
     pub steps: String,
 }
 
+/// Runs the create helper; returns the init's pid and the helper's timing.
 pub async fn create(
     helper: &std::sync::Arc<crate::helper::Helper>,
     root: &Path,
