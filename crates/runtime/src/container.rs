@@ -1005,11 +1005,11 @@ impl Container {
     /// The process of the container's config.json, the base `exec` starts from.
     pub fn config_process(&self) -> Result<oci_spec::runtime::Process> {
         let data = std::fs::read(&self.state.config_path).ctx("read", &self.state.config_path)?;
-        let spec = crate::spec::parse(&data).map_err(|msg| Error::Spec {
+        let process = crate::spec::parse_config_process(&data).map_err(|msg| Error::Spec {
             path: self.state.config_path.clone(),
             msg,
         })?;
-        Ok(spec.process().clone().unwrap_or_default())
+        Ok(process.unwrap_or_default())
     }
 
     /// The pids in the container's cgroup.

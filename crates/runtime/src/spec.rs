@@ -154,6 +154,28 @@ fn prepare_process(p: &mut serde_json::Value) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// The `process` of a config.json that create already parsed and checked (the base of an
+/// `exec`): only that member is decoded, the rest (the seccomp profile, mounts...) is skipped
+/// unread, which makes it about a tenth of [`parse`]'s work.
+pub fn parse_config_process(
+    data: &[u8],
+) -> std::result::Result<Option<oci_spec::runtime::Process>, String> {
+    #[derive(serde::Deserialize)]
+    struct OnlyProcess {
+        #[serde(default)]
+        process: Option<serde_json::Value>,
+    }
+    let only: OnlyProcess =
+        serde_json::from_slice(data).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(mut raw) = only.process.filter(|p| !p.is_null()) else {
+        return Ok(None);
+    };
+    prepare_process(&mut raw).map_err(|e| format!("invalid config: {e}"))?;
+    serde_json::from_value(raw)
+        .map(Some)
+        .map_err(|e| format!("invalid config: process: {e}"))
+}
+
 /// Parses and checks a process document (`exec --process FILE`) as the config's own.
 pub fn parse_process(data: &[u8]) -> std::result::Result<oci_spec::runtime::Process, String> {
     let mut raw: serde_json::Value =
@@ -557,6 +579,26 @@ mod tests {
     fn default_spec_parses() {
         parse(&spec_with(|_| {})).unwrap();
         parse(&serde_json::to_vec(&default_spec(Some((1000, 1000)))).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_config_process_alone_is_the_full_parse_s() {
+        let data = spec_with(|v| {
+            v["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "true"]);
+            v["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_OTHER",
+                "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+            v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        });
+        let full = parse(&data).unwrap().process().clone();
+        assert_eq!(parse_config_process(&data).unwrap(), full);
+        let none = spec_with(|v| {
+            v.as_object_mut().unwrap().remove("process");
+        });
+        assert_eq!(parse_config_process(&none).unwrap(), None);
+        let bad = spec_with(|v| v["process"]["scheduler"]["flags"] = serde_json::json!(["X"]));
+        let e = parse_config_process(&bad).unwrap_err();
+        assert!(e.contains("process.scheduler.flags: unknown flag"), "{e}");
+        assert!(parse_config_process(b"{not json").is_err());
     }
 
     #[test]
