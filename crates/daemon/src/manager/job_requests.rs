@@ -68,19 +68,9 @@ impl Manager {
             jobs::kill(&dir, Signal::SIGKILL);
         }
         drop(inner);
-        // Rewrite the snapshot when the job ends, so a restart knows it finished.
-        if let Some(this) = self.this.upgrade() {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let dir = c.inner.lock().await.jobs.get(&job_id).cloned();
-                if let Some(dir) = dir {
-                    let _ = jobs::wait(&dir).await;
-                }
-                let inner = c.inner.lock().await;
-                c.save(&inner);
-                drop(this);
-            });
-        }
+        // Nothing to rewrite when the job ends: the snapshot lists the jobs not yet linked,
+        // and how a job ended is in its dir (the keeper's `status`), where a restarted daemon
+        // reads it.
         Ok(job_id)
     }
 
