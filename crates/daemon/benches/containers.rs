@@ -14,7 +14,9 @@
 //! (a `user:` key of the daemon's config, e.g. `container_root_is_host_root: true` to
 //! measure without the user namespace), `BENCH_SERVER` (a `server:` key, e.g.
 //! `container_seccomp_profile: unconfined` to measure without the seccomp profile),
-//! `BENCH_SCALE` (off by default: e.g. 1000 adds the scale rows below).
+//! `BENCH_SCALE` (off by default: e.g. 1000 adds the scale rows below), `BENCH_TMPFS=0` to
+//! leave out the sequential rows measured again with the depot on a tmpfs (what of them is
+//! the depot's filesystem).
 //!
 //! The scale rows (`BENCH_SCALE=n`): with 10 live containers and then with `n` (each with a
 //! net_in mapping and a net_out rule, idle otherwise; the daemon's pools sized for them),
@@ -74,10 +76,15 @@ fn nft_table(cgroup_parent: &str) -> String {
     cgroup_parent.replace('-', "_")
 }
 
-fn start(scale: usize) -> Daemon {
-    let extra = std::env::var("BENCH_SERVER")
+/// `BENCH_SERVER` as a line of the config's `server:` section.
+fn server_extra() -> String {
+    std::env::var("BENCH_SERVER")
         .map(|v| format!("  {v}\n"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn start(scale: usize) -> Daemon {
+    let extra = server_extra();
     if scale == 0 {
         return start_on(None, "", &extra, "10.236.0.0/22");
     }
@@ -238,9 +245,90 @@ fn throughput(c: &mut Client, h: &str, bytes: usize) -> (f64, f64) {
     (out, into)
 }
 
-/// Create's and destroy's steps, as the daemon timed them (the `steps` field of its
-/// "container created" / "container destroyed" log lines), and the init step's own, as the
-/// create helper timed them (`init_steps`), over the last `n` of each.
+/// A few containers made and destroyed: the page cache, the first cgroup parents.
+fn warm_up(c: &mut Client) {
+    for _ in 0..3 {
+        let h = c.create(CreateRequest::default()).unwrap().handle;
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+    }
+}
+
+/// create, run `/bin/true` and destroy, `n` times one after another: their rows.
+fn sequential(c: &mut Client, n: usize) {
+    let (mut create, mut run, mut destroy, mut total) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let h = c.create(CreateRequest::default()).unwrap().handle;
+        let t1 = Instant::now();
+        let r = c
+            .run(RunRequest {
+                handle: h.clone(),
+                script: "/bin/true".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(r.exit_status, Some(0));
+        let t2 = Instant::now();
+        c.destroy(DestroyRequest { handle: h }).unwrap();
+        let t3 = Instant::now();
+        create.push(t1 - t0);
+        run.push(t2 - t1);
+        destroy.push(t3 - t2);
+        total.push(t3 - t0);
+    }
+    row("create", create);
+    row("run /bin/true", run);
+    row("destroy", destroy);
+    row("create + run + destroy", total);
+}
+
+/// A tmpfs mounted on a temp dir of its own; unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn new() -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("wardend-bench-tmpfs")
+            .tempdir()
+            .unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=755,size=2g", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs on {}", dir.path().display());
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// The sequential rows again on a daemon whose depot is on a tmpfs: how much of them is the
+/// depot's filesystem (its inode allocation, writes and unlinks) and not the rest.
+fn on_tmpfs(extra: &str, n: usize) {
+    let fs = Tmpfs::new();
+    let d = start_on(
+        Some(&fs.0.path().join("depot")),
+        "-tmpfs",
+        extra,
+        "10.236.4.0/22",
+    );
+    let mut c = Client::connect(&d.socket).unwrap();
+    warm_up(&mut c);
+    println!("the same, the depot on a tmpfs (BENCH_TMPFS=0 leaves this out)");
+    sequential(&mut c, n);
+    drop(c);
+    drop(d);
+}
+
+/// Create's, run's and destroy's steps, as the daemon timed them (the `steps` field of its
+/// "container created", "job started", "job linked" and "container destroyed" log lines),
+/// the init step's own, as the create helper timed them (`init_steps`), and the keeper's
+/// (`keeper_steps`), over the last `n` of each.
 fn breakdown(log: &Path, n: usize) {
     for (what, runs) in step_times(log, n) {
         if runs.is_empty() {
@@ -257,7 +345,7 @@ fn breakdown(log: &Path, n: usize) {
 /// Each step's name and times, in the daemon's order.
 type StepTimes = Vec<(String, Vec<Duration>)>;
 
-/// For create and destroy: each step's times over the last `n` of the daemon's log lines
+/// For create, run and destroy: each step's times over the last `n` of the daemon's log lines
 /// (a step missing from any of those lines is left out).
 fn step_times(log: &Path, n: usize) -> Vec<(&'static str, StepTimes)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -271,6 +359,21 @@ fn step_times(log: &Path, n: usize) -> Vec<(&'static str, StepTimes)> {
             "create's init step, by the create helper's own timing",
             "container created",
             "init_steps",
+        ),
+        (
+            "run's spawn, by step (the daemon's own timing)",
+            "job started",
+            "steps",
+        ),
+        (
+            "run's keeper step, by the keeper's own timing",
+            "job started",
+            "keeper_steps",
+        ),
+        (
+            "run's link, by step (the daemon's own timing)",
+            "job linked",
+            "steps",
         ),
         (
             "destroy, by step (the daemon's own timing)",
@@ -678,40 +781,15 @@ fn main() {
     let d = start(scale_n);
     let mut c = Client::connect(&d.socket).unwrap();
 
-    // Warm up (page cache, first cgroup parents).
-    for _ in 0..3 {
-        let h = c.create(CreateRequest::default()).unwrap().handle;
-        c.destroy(DestroyRequest { handle: h }).unwrap();
-    }
+    warm_up(&mut c);
 
-    let (mut create, mut run, mut destroy, mut total) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..n {
-        let t0 = Instant::now();
-        let h = c.create(CreateRequest::default()).unwrap().handle;
-        let t1 = Instant::now();
-        let r = c
-            .run(RunRequest {
-                handle: h.clone(),
-                script: "/bin/true".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(r.exit_status, Some(0));
-        let t2 = Instant::now();
-        c.destroy(DestroyRequest { handle: h }).unwrap();
-        let t3 = Instant::now();
-        create.push(t1 - t0);
-        run.push(t2 - t1);
-        destroy.push(t3 - t2);
-        total.push(t3 - t0);
-    }
     println!("wardend containers, N={n} sequential, times in ms");
     println!("{:<26} {:>9} {:>9} {:>9}", "step", "p50", "p99", "max");
-    row("create", create);
-    row("run /bin/true", run);
-    row("destroy", destroy);
-    row("create + run + destroy", total);
+    sequential(&mut c, n);
     breakdown(&d.dir.path().join("wardend.log"), n);
+    if std::env::var("BENCH_TMPFS").as_deref() != Ok("0") {
+        on_tmpfs(&server_extra(), n);
+    }
 
     // net_in (a pool port each, so a new mapping each time) and net_out (a rule each, at the
     // top of the container's chain), N of each on one container.

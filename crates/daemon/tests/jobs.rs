@@ -24,6 +24,7 @@ use warden_daemon::helper::Helper;
 use warden_daemon::jobs::{
     self, JobSpec, JobStatus, Recovered, StreamItem, KEEPER_DIED_ERROR, OUTPUT_LIMIT_ERROR,
 };
+use warden_daemon::steps::Steps;
 
 /// The keeper executable: wardend, whose main dispatches `__warden_keeper`.
 const KEEPER: &str = env!("CARGO_BIN_EXE_wardend");
@@ -251,13 +252,36 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 async fn spawn(dir: &Path, spec: &JobSpec) -> jobs::Job {
-    jobs::spawn(&keeper(), dir, spec)
+    let mut steps = Steps::new();
+    let s = jobs::spawn(&keeper(), dir, spec, &mut steps)
         .await
-        .unwrap_or_else(|e| panic!("spawn in {}: {e}", dir.display()))
+        .unwrap_or_else(|e| panic!("spawn in {}: {e}", dir.display()));
+    // Both sides say where the start's time went, down to the child's exec.
+    let ours = warden_daemon::steps::parse(&format!(" steps=\"{steps}\"")).unwrap();
+    let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["dir", "job_json", "keeper", "total"], "{steps}");
+    let theirs = warden_daemon::steps::parse(&format!(" steps=\"{}\"", s.keeper_steps))
+        .unwrap_or_else(|| panic!("keeper steps {:?}", s.keeper_steps));
+    for want in [
+        "detach",
+        "container",
+        "fork",
+        "cgroup",
+        "child",
+        "job_pid",
+        "total",
+    ] {
+        assert!(
+            theirs.iter().any(|(n, _)| n == want),
+            "{want} in {:?}",
+            s.keeper_steps
+        );
+    }
+    s.job
 }
 
 async fn link(dir: &Path) -> jobs::Linked {
-    tokio::time::timeout(TIMEOUT, jobs::link(dir))
+    tokio::time::timeout(TIMEOUT, jobs::link(dir, &mut Steps::new()))
         .await
         .expect("link timed out")
         .expect("link")
@@ -439,7 +463,7 @@ fn rlimits_and_environment() {
         let mut spec = c.spec("true");
         spec.rlimits = vec![("bogus".into(), 1)];
         let d = c.job_dir(2);
-        let e = jobs::spawn(&keeper(), &d, &spec)
+        let e = jobs::spawn(&keeper(), &d, &spec, &mut Steps::new())
             .await
             .unwrap_err()
             .to_string();
@@ -524,7 +548,8 @@ fn concurrent_and_late_streams_get_everything() {
             tokio::time::sleep(Duration::from_millis(150)).await;
             collect(jobs::stream(&d)).await
         };
-        let links = async { tokio::join!(jobs::link(&d), jobs::link(&d)) };
+        let (mut s1, mut s2) = (Steps::new(), Steps::new());
+        let links = async { tokio::join!(jobs::link(&d, &mut s1), jobs::link(&d, &mut s2)) };
         let (a, b, late, (l1, l2)) = tokio::join!(collect(a), collect(b), late, links);
         let (l1, l2) = (l1.unwrap(), l2.unwrap());
         assert_eq!(l1, l2, "two links of one job agree");
@@ -738,7 +763,7 @@ fn a_job_in_a_container_that_is_gone_fails_clearly() {
         let mut spec = c.spec("echo hi");
         spec.container_id = format!("{}-nonexistent", c.id);
         let d = c.job_dir(1);
-        let e = jobs::spawn(&keeper(), &d, &spec)
+        let e = jobs::spawn(&keeper(), &d, &spec, &mut Steps::new())
             .await
             .unwrap_err()
             .to_string();
@@ -754,7 +779,7 @@ fn a_job_in_a_container_that_is_gone_fails_clearly() {
                 .map(|s| s.contains(") Z") || s.contains(") X"))
                 .unwrap_or(true)
         }));
-        let e = jobs::spawn(&keeper(), &d, &c.spec("echo hi"))
+        let e = jobs::spawn(&keeper(), &d, &c.spec("echo hi"), &mut Steps::new())
             .await
             .unwrap_err()
             .to_string();
@@ -762,7 +787,7 @@ fn a_job_in_a_container_that_is_gone_fails_clearly() {
 
         // The container deleted.
         c.runc(&["delete", "--force", &c.id]);
-        let e = jobs::spawn(&keeper(), &d, &c.spec("echo hi"))
+        let e = jobs::spawn(&keeper(), &d, &c.spec("echo hi"), &mut Steps::new())
             .await
             .unwrap_err()
             .to_string();
@@ -776,7 +801,7 @@ fn a_missing_shell_fails_the_spawn() {
     rt().block_on(async {
         let mut spec = c.spec("echo hi");
         spec.shell = "/bin/no-such-shell".into();
-        let e = jobs::spawn(&keeper(), &c.job_dir(1), &spec)
+        let e = jobs::spawn(&keeper(), &c.job_dir(1), &spec, &mut Steps::new())
             .await
             .unwrap_err()
             .to_string();

@@ -964,6 +964,7 @@ impl Container {
         }
         // The container's profile applies to every process in it, as with runc; compiled
         // once, by create, which left the program in the state dir.
+        let mut steps = Steps::new();
         let seccomp = self
             .state
             .seccomp
@@ -973,6 +974,7 @@ impl Container {
                 crate::security::seccomp::compile_cached(p, Some(&file))
             })
             .transpose()?;
+        steps.mark("seccomp");
         let paused = self.status() == Status::Paused;
         let cg = self.cgroup()?;
         let cg = if opts.sub_cgroup.is_empty() {
@@ -980,6 +982,7 @@ impl Container {
         } else {
             crate::cgroups::from_paths(&opts.sub_cgroup.resolve(&cg.paths())?)?
         };
+        steps.mark("cgroup_paths");
         let mut spawned = process::exec::spawn(&process::exec::ExecArgs {
             init_pid: self.state.pid,
             namespaces: &self.state.namespaces,
@@ -999,6 +1002,8 @@ impl Container {
         if let Some(pid_file) = &opts.pid_file {
             write_pid_file(pid_file, spawned.pid.as_raw())?;
         }
+        steps.append(&spawned.steps);
+        spawned.steps = steps;
         Ok(spawned)
     }
 

@@ -20,6 +20,7 @@ use super::{
     KEEPER_PID_FILE, SPEC_FILE, STATUS_FILE, STDERR_FILE, STDOUT_FILE,
 };
 use crate::helper::Helper;
+use crate::steps::Steps;
 
 /// How long a keeper may take to start its job before [`spawn`] gives up on it.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,7 +68,7 @@ impl Job {
     }
 
     pub async fn link(&self) -> io::Result<Linked> {
-        link(&self.dir).await
+        link(&self.dir, &mut Steps::new()).await
     }
 
     pub fn stream(&self) -> mpsc::Receiver<StreamItem> {
@@ -79,13 +80,26 @@ impl Job {
     }
 }
 
+/// What [`spawn`] returns: the job, and the keeper's own timing of its start (`Steps`' text).
+#[derive(Debug)]
+pub struct Spawned {
+    pub job: Job,
+    pub keeper_steps: String,
+}
+
 /// Creates the job dir `dir` (its parent too if needed; `dir` itself must not exist), writes
-/// `job.json`, starts a keeper on `dir` and returns once the job runs. `keeper` is wardend
+/// `job.json`, starts a keeper on `dir` and returns once the job runs; `steps` gets the
+/// daemon's side of it (`dir`, `job_json`, `keeper`). `keeper` is wardend
 /// itself in its `__warden_keeper` mode (`Helper::new(<wardend>, KEEPER_ARG)`), whose `main`
 /// dispatches to [`keeper::main_if_keeper`](super::keeper::main_if_keeper). On any failure
 /// the dir is removed again and the error says why (the container is gone, the shell cannot
 /// be executed, ...).
-pub async fn spawn(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Result<Job, JobError> {
+pub async fn spawn(
+    keeper: &Arc<Helper>,
+    dir: &Path,
+    spec: &JobSpec,
+    steps: &mut Steps,
+) -> Result<Spawned, JobError> {
     if let Some(parent) = dir.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -94,19 +108,26 @@ pub async fn spawn(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Result<J
     tokio::fs::create_dir(dir)
         .await
         .map_err(io_err("mkdir", dir))?;
-    let result = start_keeper(keeper, dir, spec).await;
+    steps.mark("dir");
+    let result = start_keeper(keeper, dir, spec, steps).await;
     if result.is_err() {
         let _ = tokio::fs::remove_dir_all(dir).await;
     }
     result
 }
 
-async fn start_keeper(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Result<Job, JobError> {
+async fn start_keeper(
+    keeper: &Arc<Helper>,
+    dir: &Path,
+    spec: &JobSpec,
+    steps: &mut Steps,
+) -> Result<Spawned, JobError> {
     let spec_path = dir.join(SPEC_FILE);
     let data = serde_json::to_vec_pretty(spec).expect("a job spec serializes");
     tokio::fs::write(&spec_path, data)
         .await
         .map_err(io_err("write", &spec_path))?;
+    steps.mark("job_json");
     let mut child = keeper
         .start(&[dir.as_os_str()])
         .await
@@ -122,8 +143,10 @@ async fn start_keeper(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Resul
         Ok(Err(e)) => Err(format!("read from the job keeper: {e}")),
         Ok(Ok(_)) => {
             let line = line.trim_end();
-            if let Some(pid) = line.strip_prefix("started ") {
+            if let Some(rest) = line.strip_prefix("started ") {
+                let (pid, timed) = rest.split_once(' ').unwrap_or((rest, ""));
                 pid.parse::<i32>()
+                    .map(|pid| (pid, timed.to_string()))
                     .map_err(|_| format!("job keeper said {line:?}"))
             } else if let Some(msg) = line.strip_prefix("error ") {
                 Err(msg.to_string())
@@ -138,8 +161,8 @@ async fn start_keeper(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Resul
             }
         }
     };
-    let pid = match outcome {
-        Ok(pid) => pid,
+    let (pid, keeper_steps) = match outcome {
+        Ok(started) => started,
         Err(msg) => {
             // A keeper that timed out or talked nonsense: take its job down with it.
             let job = ProcId::read(&dir.join(JOB_PID_FILE));
@@ -159,13 +182,16 @@ async fn start_keeper(keeper: &Arc<Helper>, dir: &Path, spec: &JobSpec) -> Resul
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
-    Ok(Job {
-        dir: dir.to_path_buf(),
-        keeper: keeper.ok_or_else(|| JobError::Start("the job keeper vanished".into()))?,
-        job,
+    steps.mark("keeper");
+    Ok(Spawned {
+        job: Job {
+            dir: dir.to_path_buf(),
+            keeper: keeper.ok_or_else(|| JobError::Start("the job keeper vanished".into()))?,
+            job,
+        },
+        keeper_steps,
     })
 }
-
 /// The job's `status`, if it has one. A status file that cannot be parsed counts as an internal
 /// error (255).
 pub fn read_status(dir: &Path) -> Option<JobStatus> {
@@ -245,9 +271,11 @@ pub struct Linked {
     pub stderr: Vec<u8>,
 }
 
-/// Waits for the job to end, then returns its status and its whole output.
-pub async fn link(dir: &Path) -> io::Result<Linked> {
+/// Waits for the job to end, then returns its status and its whole output; `steps` gets the
+/// wait and the reading of the output.
+pub async fn link(dir: &Path, steps: &mut Steps) -> io::Result<Linked> {
     let status = wait(dir).await;
+    steps.mark("wait");
     let read = |name: &str| {
         let p = dir.join(name);
         async move {
@@ -258,12 +286,14 @@ pub async fn link(dir: &Path) -> io::Result<Linked> {
             }
         }
     };
-    Ok(Linked {
+    let linked = Linked {
         exit_status: status.exit_status,
         error: status.error,
         stdout: read(STDOUT_FILE).await?,
         stderr: read(STDERR_FILE).await?,
-    })
+    };
+    steps.mark("output");
+    Ok(linked)
 }
 
 /// One item of a [`stream`]: a piece of output, then (last) how the job ended, or an error

@@ -17,6 +17,7 @@ use nix::unistd::{self, Pid};
 use oci_spec::runtime::{
     Capabilities, LinuxCapabilitiesBuilder, PosixRlimitBuilder, Process, UserBuilder,
 };
+use warden_runtime::steps::Steps;
 use warden_runtime::{Container, ExecOptions};
 
 use super::syslog::{Stream, Syslog};
@@ -50,6 +51,7 @@ pub fn main_if_keeper() -> Option<i32> {
 /// The keeper's whole life; returns its exit code (0 once the job ran and its status is
 /// written, 1 if the job could not be started or the status could not be written).
 pub fn run(dir: &Path) -> i32 {
+    let mut steps = Steps::new();
     let mut report = detach();
     // Everything after this goes through an open descriptor of the job dir, so a container
     // dir renamed or a depot moved while the job runs (recovery finds it again there) loses
@@ -63,7 +65,8 @@ pub fn run(dir: &Path) -> i32 {
     };
     let followed = std::path::PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
     let dir = followed.as_path();
-    let started = match start(dir) {
+    steps.mark("detach");
+    let started = match start(dir, &mut steps) {
         Ok(s) => s,
         Err(msg) => {
             let msg = one_line(&msg);
@@ -72,7 +75,7 @@ pub fn run(dir: &Path) -> i32 {
             return 1;
         }
     };
-    report.send(&format!("started {}", started.pid));
+    report.send(&format!("started {} {steps}", started.pid));
     drop(report);
     let status = started.supervise();
     match write_status(dir, &status) {
@@ -167,10 +170,12 @@ struct Started {
     syslog: Option<Syslog>,
 }
 
-fn start(dir: &Path) -> Result<Started, String> {
+/// Starts the job; `steps` gets where the time went.
+fn start(dir: &Path, steps: &mut Steps) -> Result<Started, String> {
     let me = ProcId::of(std::process::id() as i32).ok_or("cannot read /proc/self/stat")?;
     me.write(&dir.join(KEEPER_PID_FILE))
         .map_err(|e| format!("write {}: {e}", dir.join(KEEPER_PID_FILE).display()))?;
+    steps.mark("keeper_pid");
     let spec_path = dir.join(SPEC_FILE);
     let data =
         std::fs::read(&spec_path).map_err(|e| format!("read {}: {e}", spec_path.display()))?;
@@ -191,10 +196,12 @@ fn start(dir: &Path) -> Result<Started, String> {
     } else {
         (Some(out_file), Some(err_file))
     };
+    steps.mark("spec_files");
 
     let container = Container::load(&spec.runtime_root, &spec.container_id)
         .map_err(|e| format!("container {}: {e}", spec.container_id))?;
     let process = job_process(&container, &spec)?;
+    steps.mark("container");
 
     let pipe = || unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
     let (in_r, in_w) = pipe()?;
@@ -208,6 +215,7 @@ fn start(dir: &Path) -> Result<Started, String> {
         unistd::dup2_stderr(&err_w)
     })();
     drop((in_r, out_w, err_w));
+    steps.mark("pipes");
     let spawned = dup.map_err(|e| format!("dup2: {e}")).and_then(|()| {
         container
             .exec(&ExecOptions {
@@ -222,7 +230,9 @@ fn start(dir: &Path) -> Result<Started, String> {
             .map_err(|e| format!("cannot run the job in container {}: {e}", spec.container_id))
     });
     stdio_to_null();
-    let pid = spawned?.pid.as_raw();
+    let spawned = spawned?;
+    steps.append(&spawned.steps);
+    let pid = spawned.pid.as_raw();
 
     let job = match ProcId::of(pid) {
         Some(j) => j,
@@ -237,6 +247,7 @@ fn start(dir: &Path) -> Result<Started, String> {
         let _ = waitpid(Pid::from_raw(pid), None);
         return Err(format!("write {}: {e}", dir.join(JOB_PID_FILE).display()));
     }
+    steps.mark("job_pid");
     for fd in [&in_w, &out_r, &err_r] {
         set_nonblocking(fd).map_err(|e| format!("fcntl O_NONBLOCK: {e}"))?;
     }

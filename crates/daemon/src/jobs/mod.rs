@@ -39,8 +39,10 @@
 //!    their job ends on its fds 0/1/2 (the exec'd process inherits fds 0-2 and nothing else),
 //!    then calls `Container::exec` with `[shell]` as the process.
 //! 3. It reports on the report pipe exactly one line and closes it:
-//!    `started <job pid>` or `error <message>` (then it also writes a `status` of 255 with that
-//!    error, and exits 1). A keeper that exits without a line is an error too.
+//!    `started <job pid> <steps>` (where the start's time went, [`warden_runtime::steps`]'s
+//!    text: `detach=0.012 ... total=1.234`, milliseconds) or `error <message>` (then it also
+//!    writes a `status` of 255 with that error, and exits 1). A keeper that exits without a
+//!    line is an error too.
 //! 4. It writes the script to the job's stdin (non-blocking, interleaved with reading the
 //!    output, so a big script cannot deadlock against a chatty job) and closes it; it copies the
 //!    job's stdout and stderr to the files until both reach EOF. Past `output_limit` bytes in
@@ -79,7 +81,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{
     is_finished, kill, link, read_spec, read_status, recover, recover_all, remove, spawn, stream,
-    wait, Job, JobError, Linked, Recovered, StreamItem,
+    wait, Job, JobError, Linked, Recovered, Spawned, StreamItem,
 };
 
 /// The default `job_output_limit`: 10 MiB of stdout and stderr together.

@@ -13,12 +13,14 @@ use super::{Container, Inner, Manager};
 use crate::container::{rootfs, Error, State};
 use crate::handler::Reply;
 use crate::jobs;
+use crate::steps::Steps;
 
 impl Manager {
     pub(super) async fn spawn(&self, c: &Arc<Container>, req: SpawnRequest) -> Result<u32, Error> {
         // The job is in the container's list (and snapshot) before its keeper starts, so a
         // daemon dying meanwhile still finds it; the lock is not held while the keeper
         // starts, so other requests on the container go on.
+        let mut steps = Steps::new();
         let mut inner = c.inner.lock().await;
         inner.state.check(&[State::Active])?;
         let job_id = self.next_job.fetch_add(1, Ordering::SeqCst);
@@ -26,6 +28,7 @@ impl Manager {
         inner.jobs.insert(job_id, dir.clone());
         c.save(&inner);
         drop(inner);
+        steps.mark("record");
         let privileged = req.privileged.unwrap_or(false);
         let spec = jobs::JobSpec {
             runtime_root: c.runtime_root(),
@@ -54,20 +57,25 @@ impl Manager {
                 tag,
             }),
         };
-        let started = jobs::spawn(&self.keeper, &dir, &spec).await;
+        let started = jobs::spawn(&self.keeper, &dir, &spec, &mut steps).await;
         let mut inner = c.inner.lock().await;
-        if let Err(e) = started {
-            inner.jobs.remove(&job_id);
-            c.save(&inner);
-            // The protocol's message is exactly this (SPEC 4); the cause goes to the log.
-            tracing::warn!(handle = %c.handle, job_id, "cannot start the job: {e}");
-            return Err(Error::Request("iomux-spawn failed".into()));
-        }
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                inner.jobs.remove(&job_id);
+                c.save(&inner);
+                // The protocol's message is exactly this (SPEC 4); the cause goes to the log.
+                tracing::warn!(handle = %c.handle, job_id, "cannot start the job: {e}");
+                return Err(Error::Request("iomux-spawn failed".into()));
+            }
+        };
         if inner.state != State::Active {
             // Stopped (or destroyed) while the keeper started: the job must not outlive that.
             jobs::kill(&dir, Signal::SIGKILL);
         }
         drop(inner);
+        tracing::info!(handle = %c.handle, job_id, pid = started.job.job.map(|j| j.pid),
+            steps = ?steps.to_string(), keeper_steps = ?started.keeper_steps, "job started");
         // Nothing to rewrite when the job ends: the snapshot lists the jobs not yet linked,
         // and how a job ended is in its dir (the keeper's `status`), where a restarted daemon
         // reads it.
@@ -134,13 +142,14 @@ impl Manager {
         c: &Arc<Container>,
         job_id: u32,
     ) -> Result<LinkResponse, Error> {
+        let mut steps = Steps::new();
         let dir = {
             let mut inner = c.inner.lock().await;
             let dir = Self::job_dir(&inner, job_id)?;
             *inner.linking.entry(job_id).or_default() += 1;
             dir
         };
-        let result = jobs::link(&dir).await;
+        let result = jobs::link(&dir, &mut steps).await;
         let mut inner = c.inner.lock().await;
         let still = inner.linking.get_mut(&job_id).map(|n| {
             *n -= 1;
@@ -173,7 +182,11 @@ impl Manager {
             jobs::remove(&dir);
         }
         drop(inner);
+        steps.mark("record");
         let info = self.info(c).await.ok();
+        steps.mark("info");
+        tracing::info!(handle = %c.handle, job_id, exit_status = result.exit_status,
+            steps = ?steps.to_string(), "job linked");
         Ok(LinkResponse {
             exit_status: Some(result.exit_status),
             stdout: Some(result.stdout),

@@ -23,6 +23,7 @@ use oci_spec::runtime::Process;
 use super::channel::{self, Channel, Message};
 use super::init;
 use crate::error::{Error, Result, SysContext};
+use crate::steps::Steps;
 
 /// A namespace of the container's init to join.
 struct Target {
@@ -90,11 +91,16 @@ pub struct ExecArgs<'a> {
 pub struct Spawned {
     pub pid: Pid,
     pub console: Option<OwnedFd>,
+    /// Where the start's time went: the namespaces opened, the fork, the cgroup joined and
+    /// the child's own setup up to its exec (which includes the seccomp filter's load).
+    pub steps: Steps,
 }
 
 /// Starts the process. Must be called from a single-threaded process (see `process`).
 pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
+    let mut steps = Steps::new();
     let (targets, pid_ns) = open_namespaces(a.init_pid, a.namespaces)?;
+    steps.mark("namespaces");
     let in_user_ns = a.namespaces.iter().any(|n| n == "user");
     let (parent_ch, child_ch) = channel::pair()?;
     if let Some(ns) = &pid_ns {
@@ -117,6 +123,7 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
         unsafe { libc::_exit(1) }
     }
     drop(child_ch);
+    steps.mark("fork");
     let initial = a
         .process
         .exec_cpu_affinity()
@@ -145,6 +152,7 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
             .map_err(undo)
     };
     go_on(!a.join_last)?;
+    steps.mark("cgroup");
     let mut console = None;
     loop {
         match parent_ch.recv() {
@@ -167,7 +175,12 @@ pub fn spawn(a: &ExecArgs) -> Result<Spawned> {
             Err(_) => break,
         }
     }
-    Ok(Spawned { pid, console })
+    steps.mark("child");
+    Ok(Spawned {
+        pid,
+        console,
+        steps,
+    })
 }
 
 fn final_cpus(p: &Process) -> Option<&str> {
