@@ -1423,19 +1423,6 @@ fn nc_listen(c: &mut warden_client::Client, h: &str, port: u16) -> u32 {
     job
 }
 
-/// Waits (at most 20 s) until a TCP socket in container `h` listens on `port`: its
-/// /proc/net/tcp has the port in state 0A (a job's nc may take a while to start on a loaded
-/// machine, and a connection before that is refused for the wrong reason).
-fn wait_listening(c: &mut warden_client::Client, h: &str, port: u16) {
-    let pat = format!(":{port:04X} [0-9A-F]*:0000 0A");
-    let probe = format!(
-        "i=0; while [ $i -lt 200 ]; do cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | \
-         grep -q '{pat}' && exit 0; sleep 0.1; i=$((i+1)); done; exit 1"
-    );
-    let (code, _, err) = run(c, h, &probe);
-    assert_eq!(code, 0, "nothing listens on port {port} in {h}: {err}");
-}
-
 fn net_in(c: &mut warden_client::Client, h: &str, hp: Option<u32>, cp: Option<u32>) -> (u32, u32) {
     let r = c
         .net_in(warden_protocol::NetInRequest {

@@ -361,7 +361,7 @@ fn net_in_and_net_out_survive_a_kill_9() {
     let mut c = w.client();
     // net_in: the host reaches a's listener through the mapping.
     let job = spawn(&mut c, &a, "nc -l -p 8080 -w 5");
-    std::thread::sleep(Duration::from_millis(200));
+    wait_listening(&mut c, &a, 8080);
     let mut s = std::net::TcpStream::connect((host_ip.as_str(), 33000)).unwrap();
     std::io::Write::write_all(&mut s, b"after-restart\n").unwrap();
     drop(s);
@@ -374,7 +374,7 @@ fn net_in_and_net_out_survive_a_kill_9() {
     assert_eq!(l.stdout.as_deref(), Some(&b"after-restart\n"[..]));
     // net_out: a reaches b:8080.
     let job = spawn(&mut c, &b, "nc -l -p 8080 -w 5");
-    std::thread::sleep(Duration::from_millis(200));
+    wait_listening(&mut c, &b, 8080);
     let (code, _, err) = run(&mut c, &a, &format!("echo hi | nc -w 2 {b_ip} 8080"));
     assert_eq!(code, 0, "{err}");
     let l = c

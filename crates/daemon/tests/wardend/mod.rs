@@ -363,6 +363,19 @@ pub fn create(c: &mut Client) -> String {
     c.create(Default::default()).unwrap().handle
 }
 
+/// Waits (at most 20 s) until a TCP socket in container `h` listens on `port`: its
+/// /proc/net/tcp has the port in state 0A (a job's nc may take a while to start on a loaded
+/// machine or an emulated guest, and a connection before that fails for the wrong reason).
+pub fn wait_listening(c: &mut Client, h: &str, port: u16) {
+    let pat = format!(":{port:04X} [0-9A-F]*:0000 0A");
+    let probe = format!(
+        "i=0; while [ $i -lt 200 ]; do cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | \
+         grep -q '{pat}' && exit 0; sleep 0.1; i=$((i+1)); done; exit 1"
+    );
+    let (code, _, err) = run(c, h, &probe);
+    assert_eq!(code, 0, "nothing listens on port {port} in {h}: {err}");
+}
+
 /// Runs `script` in `handle`; (exit, stdout, stderr).
 pub fn run(c: &mut Client, handle: &str, script: &str) -> (u32, String, String) {
     run_as(c, handle, script, false)
