@@ -185,6 +185,21 @@ pub(crate) fn subtree_pids(dir: &Path) -> Result<BTreeSet<i32>> {
 
 /// mkdir -p. Returns the directories it made, outermost first.
 pub(crate) fn mkdir_p(path: &Path) -> Result<Vec<PathBuf>> {
+    // The usual case first: the parent is there and the cgroup is new, one mkdir.
+    match fs::create_dir(path) {
+        Ok(()) => {
+            stand_in(path);
+            return Ok(vec![path.to_path_buf()]);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::Create {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
     let mut missing = Vec::new();
     let mut cur = Some(path);
     while let Some(p) = cur {
@@ -199,10 +214,7 @@ pub(crate) fn mkdir_p(path: &Path) -> Result<Vec<PathBuf>> {
     for d in missing {
         match fs::create_dir(&d) {
             Ok(()) => {
-                if !is_cgroupfs(&d) {
-                    // Stand-in for the kernel's files in tests.
-                    let _ = fs::write(d.join("cgroup.procs"), "");
-                }
+                stand_in(&d);
                 made.push(d);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -216,6 +228,14 @@ pub(crate) fn mkdir_p(path: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(made)
+}
+
+/// A cgroup dir made outside a cgroupfs (the tests' stand-in trees) gets the kernel's
+/// `cgroup.procs`.
+fn stand_in(dir: &Path) {
+    if !is_cgroupfs(dir) {
+        let _ = fs::write(dir.join("cgroup.procs"), "");
+    }
 }
 
 /// rmdir; on a plain directory (tests) the files in it go first. A missing directory is fine.

@@ -11,6 +11,9 @@ const MAX_SYMLINKS: usize = 255;
 /// `root` joined with `unsafe_path`, with every symlink on the way resolved within `root`.
 /// Components that do not exist yet are appended as they are.
 pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
+    if let Some(joined) = join_without_symlinks(root, unsafe_path) {
+        return Ok(joined);
+    }
     let mut pending: Vec<std::ffi::OsString> = components(unsafe_path);
     pending.reverse();
     let mut resolved = PathBuf::new(); // relative to root
@@ -44,6 +47,37 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
         }
     }
     Ok(root.join(resolved))
+}
+
+/// [`secure_join`]'s answer for the usual mount target, one whose every component exists and
+/// none is a symlink or `..`: the kernel says so in one lookup (openat2 with
+/// `RESOLVE_NO_SYMLINKS`, which fails on any symlink on the way, the last one too), instead
+/// of an lstat per component, each walking the whole path from `/` (a tenth of a create
+/// helper's time went there). None: not such a path, resolve it step by step.
+fn join_without_symlinks(root: &Path, unsafe_path: &Path) -> Option<PathBuf> {
+    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    let parts = components(unsafe_path);
+    if parts.iter().any(|p| p == "..") {
+        return None;
+    }
+    let mut rel = PathBuf::new();
+    for p in &parts {
+        rel.push(p);
+    }
+    if rel.as_os_str().is_empty() {
+        return Some(root.join(rel));
+    }
+    let root_fd = open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
+    openat2(&root_fd, &rel, how).ok()?;
+    Some(root.join(rel))
 }
 
 /// Opens `path` (as the container sees it) inside `root` as an `O_PATH` fd, with the kernel
@@ -123,5 +157,22 @@ mod tests {
             root.join("new/dir")
         );
         assert!(secure_join(root, Path::new("/loop")).is_err());
+        // Without a symlink or `..` on the way (the one-lookup path), the same answers.
+        assert_eq!(
+            secure_join(root, Path::new("/a/b")).unwrap(),
+            root.join("a/b")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("a/./b/")).unwrap(),
+            root.join("a/b")
+        );
+        assert_eq!(secure_join(root, Path::new("/")).unwrap(), root.join(""));
+        assert_eq!(
+            join_without_symlinks(root, Path::new("/a/b")),
+            Some(root.join("a/b"))
+        );
+        for slow in ["/abs/b", "/a/up", "/loop", "/a/../a/b", "/new/dir"] {
+            assert_eq!(join_without_symlinks(root, Path::new(slow)), None, "{slow}");
+        }
     }
 }
