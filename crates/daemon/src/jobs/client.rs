@@ -276,7 +276,16 @@ pub async fn link(dir: &Path, steps: &mut Steps) -> io::Result<Linked> {
     let read = |name: &str| {
         let p = dir.join(name);
         async move {
-            match tokio::fs::read(&p).await {
+            // Output of up to a chunk is read on this thread (one open and read of a file
+            // the keeper just wrote, in the page cache); more, up to the output limit,
+            // through the blocking pool.
+            let small = std::fs::metadata(&p).map(|m| m.len() <= CHUNK as u64);
+            let data = match small {
+                Ok(true) => std::fs::read(&p),
+                Ok(false) => tokio::fs::read(&p).await,
+                Err(e) => Err(e),
+            };
+            match data {
                 Ok(d) => Ok(d),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(e),
