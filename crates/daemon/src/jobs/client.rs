@@ -189,6 +189,7 @@ async fn start_keeper(
         keeper_steps,
     })
 }
+
 /// The job's `status`, if it has one. A status file that cannot be parsed counts as an internal
 /// error (255).
 pub fn read_status(dir: &Path) -> Option<JobStatus> {

@@ -55,7 +55,7 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
 /// of an lstat per component, each walking the whole path from `/` (a tenth of a create
 /// helper's time went there). None: not such a path, resolve it step by step.
 fn join_without_symlinks(root: &Path, unsafe_path: &Path) -> Option<PathBuf> {
-    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
     let parts = components(unsafe_path);
     if parts.iter().any(|p| p == "..") {
         return None;
@@ -67,12 +67,7 @@ fn join_without_symlinks(root: &Path, unsafe_path: &Path) -> Option<PathBuf> {
     if rel.as_os_str().is_empty() {
         return Some(root.join(rel));
     }
-    let root_fd = open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok()?;
+    let root_fd = open_dir_path(root).ok()?;
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
@@ -85,13 +80,9 @@ fn join_without_symlinks(root: &Path, unsafe_path: &Path) -> Option<PathBuf> {
 /// the rootfs says, or however it is swapped meanwhile, the fd is of something inside it.
 /// Mounting onto `/proc/self/fd/<fd>` then mounts exactly there (runc does the same).
 pub fn open_in_root(root: &Path, path: &Path) -> Result<std::os::fd::OwnedFd> {
-    use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
-    let root_fd = open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys(format!("open {}", root.display()), e))?;
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let root_fd =
+        open_dir_path(root).map_err(|e| Error::sys(format!("open {}", root.display()), e))?;
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -114,6 +105,16 @@ pub fn open_in_root(root: &Path, path: &Path) -> Result<std::os::fd::OwnedFd> {
             }
         }
     }
+}
+
+/// `dir` as an `O_PATH` fd, the base of an openat2.
+fn open_dir_path(dir: &Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
 }
 
 /// The normal components of a path (`.` and root dropped, `..` kept).
